@@ -1,0 +1,92 @@
+/* Configuration: /etc/tasad/tasad.conf (TasadConfig) and /etc/tasad/queues/<queue>.conf
+ * (QueueConfig), both libconfig syntax, each parsed through one schema table.
+ *
+ * Errors: every loader returns -errno and, on failure, a malloc'd message in *ret_error of the
+ * form "<file>:<line>: <key>: <what is wrong>" (line omitted when libconfig has none). Unknown
+ * keys are errors. Strings are copied out of libconfig before config_destroy(). */
+#pragma once
+
+#include <regex.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+#include "parse.h"
+
+#define TASAD_CONF_DEFAULT "/etc/tasad/tasad.conf"
+
+typedef struct TasadConfig {
+        char *path;                     /* file it was loaded from (NULL for built-in defaults) */
+        RedisAddress redis;             /* key "redis", URL; default unix:///run/redis/redis-server.sock */
+        char *redis_password_credential; /* key "redis_password_credential": name of a file in
+                                          * $CREDENTIALS_DIRECTORY; overrides the URL password */
+        char *prefix;                   /* "prefix", default "tasad" ([A-Za-z0-9_.-]{1,32}) */
+        char *queues_dir;               /* "queues_dir", default /etc/tasad/queues */
+        char *results_dir;              /* "results_dir", default /var/lib/tasad/results */
+        char *scheduler_socket;         /* "scheduler_socket", default /run/tasad/scheduler.sock */
+        char *results_socket;           /* "results_socket", default /run/tasad/results.sock */
+        char *worker_socket_dir;        /* "worker_socket_dir", default /run/tasad/worker */
+        char **policy_dirs;             /* "policy_dirs", default [/etc/tasad/policy, /usr/share/tasad/policy] */
+        uint64_t retention_usec;        /* "retention", finished job records in Redis, default 7d */
+        uint64_t max_request;           /* "max_request", HTTP body limit, default 64M */
+        uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
+} TasadConfig;
+
+typedef enum ArgsMode {
+        ARGS_APPEND,       /* job args appended after the command (no placeholder present) */
+        ARGS_SUBSTITUTE,   /* command contains "{args}" and/or "{1}".."{N}" elements */
+} ArgsMode;
+
+typedef struct QueueConfig {
+        char *name;                 /* from the file name, validated by queue_name_is_valid() */
+        char *path;
+        char **command;             /* "command": argv, NULL-terminated, [0] absolute path */
+        ArgsMode args_mode;
+        unsigned concurrency;       /* "concurrency", 1..1024, default 1 */
+        uint64_t timeout_usec;      /* "timeout", default 1h, > 0 */
+        uint64_t kill_grace_usec;   /* "kill_grace", TERM -> KILL, default 5s */
+        uint64_t lease_usec;        /* "lease", default 15s, >= 1s; renewed every lease/3 */
+        uint64_t drain_timeout_usec; /* "drain_timeout", on SIGTERM, default 30s */
+        unsigned retries;           /* "retries", extra attempts after the first, default 0, <= 100 */
+        uint64_t backoff_usec;      /* "backoff", first retry delay, default 1s; doubles */
+        uint64_t backoff_max_usec;  /* "backoff_max", default 10m */
+        unsigned max_redeliveries;  /* "max_redeliveries", lease expiries before dead, default 5 */
+        uint64_t max_output;        /* "max_output", per stream (stdout, stderr), default 1M */
+        uint64_t max_payload;       /* "max_payload", default 1M */
+        unsigned max_args;          /* "max_args", default 16, <= 4096 */
+        uint64_t max_arg_len;       /* "max_arg_len", default 4096 */
+        char *arg_pattern;          /* "arg_pattern", POSIX ERE each argument must match in full;
+                                     * NULL: any argument (still bounded by max_arg_len, no NUL) */
+        regex_t arg_regex;          /* compiled, anchored ^(?:pattern)$, valid when arg_pattern */
+        char *policy;               /* "policy", sandbox profile name, default "default" */
+        char **env;                 /* "env": ["NAME=value", …] passed to jobs; NULL-terminated */
+        char **submit_groups;       /* "submit_groups", default ["tasad"] */
+        char **read_groups;         /* "read_groups", default ["tasad"] */
+} QueueConfig;
+
+/* Built-in defaults, as if the file were empty. */
+int tasad_config_new_default(TasadConfig **ret);
+/* Loads path; a missing file is -ENOENT (callers may then use defaults). */
+int tasad_config_load(const char *path, TasadConfig **ret, char **ret_error);
+TasadConfig *tasad_config_free(TasadConfig *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(TasadConfig *, tasad_config_free);
+
+/* Loads one queue file; the queue's name is the file name without ".conf". */
+int queue_config_load(const char *path, QueueConfig **ret, char **ret_error);
+QueueConfig *queue_config_free(QueueConfig *q);
+DEFINE_TRIVIAL_CLEANUP_FUNC(QueueConfig *, queue_config_free);
+
+/* All queues of a directory (*.conf, sorted by name). Any bad file fails the whole load. */
+typedef struct QueueSet {
+        QueueConfig **queues;
+        size_t n_queues;
+} QueueSet;
+int queue_set_load(const char *dir, QueueSet **ret, char **ret_error);
+QueueSet *queue_set_free(QueueSet *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(QueueSet *, queue_set_free);
+QueueConfig *queue_set_find(const QueueSet *s, const char *name);
+
+/* Reads the Redis password from $CREDENTIALS_DIRECTORY/<name> when configured (trailing
+ * newline stripped). 0 when nothing is configured. */
+int tasad_config_load_credentials(TasadConfig *c, char **ret_error);

@@ -1,0 +1,63 @@
+/* An HTTP+JSON server on libmicrohttpd, driven by an sd-event loop (no threads): MHD's epoll fd
+ * is an sd-event io source, its timeout an sd-event timer. Routes are a table; a handler either
+ * replies at once or keeps the request (long poll) and replies later from any event source.
+ * Peer credentials of Unix-socket clients are available to handlers for authorization. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "macro.h"
+
+typedef struct sd_event sd_event;
+typedef struct json_t json_t;
+typedef struct HttpServer HttpServer;
+typedef struct HttpRequest HttpRequest;
+
+/* Returns 0 when it replied or kept the request (see http_request_keep), or -errno for an
+ * internal failure (the server then replies 500 with the error's text). */
+typedef int (*HttpHandler)(HttpRequest *req, void *userdata);
+
+typedef struct HttpRoute {
+        const char *method;     /* "GET", "POST", "DELETE" */
+        const char *pattern;    /* "/v1/jobs/{id}/stdout": {name} matches one non-empty segment */
+        HttpHandler handler;
+} HttpRoute;
+
+/* listen_fd: an already listening socket (owned by the server from now on).
+ * max_body: request bodies above it get 413 without reaching the handler. */
+int http_server_new(sd_event *e, int listen_fd, const HttpRoute *routes, size_t n_routes,
+                    void *userdata, uint64_t max_body, HttpServer **ret);
+HttpServer *http_server_free(HttpServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
+
+/* The listening socket: the fd systemd passed under fd name `fdname` (sd_listen_fds_with_names),
+ * else a Unix socket bound at `path` (parent directories created, a stale socket replaced,
+ * mode 0666: authorization is by peer credentials). *ret_activated tells which. */
+int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated);
+
+const char *http_request_method(const HttpRequest *req);
+const char *http_request_path(const HttpRequest *req);
+/* A {name} segment of the matched route, %-decoded; NULL if the route has none. */
+const char *http_request_param(const HttpRequest *req, const char *name);
+/* A query-string argument, %-decoded, or NULL. */
+const char *http_request_query(const HttpRequest *req, const char *name);
+const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* Peer credentials (SO_PEERCRED) of a Unix-socket client; -ENODATA on TCP. */
+int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
+
+/* Replies; each takes ownership of its body and completes the request (once). */
+int http_reply_json(HttpRequest *req, unsigned status, json_t *body);
+int http_reply_bytes(HttpRequest *req, unsigned status, const char *content_type,
+                     const void *data, size_t len);
+/* {"error": {"code": code, "message": "…"}} with the given status. */
+int http_reply_error(HttpRequest *req, unsigned status, const char *code, const char *format, ...)
+        _printf_(4, 5);
+
+/* Keeps the request open after the handler returns (long poll). The reply comes later through
+ * http_reply_*(); `on_abort` (may be NULL) is called if the client goes away first, after which
+ * req must not be used. The server frees the request after the reply is sent. */
+typedef void (*HttpAbortHandler)(HttpRequest *req, void *userdata);
+void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata);
