@@ -55,7 +55,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(JobSpec *, job_spec_free);
  * a specific message in *ret_error ("args[2]: does not match the queue's pattern '…'"). */
 int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, char **ret_error);
 
-/* Netstring list: "<len>:<bytes>," repeated. Arguments may not contain NUL. */
+/* Netstring list: "<len>:<bytes>," repeated. Arguments may not contain NUL.
+ * encode: *ret is malloc'd and NUL-terminated (the NUL is not counted in *ret_len).
+ * decode: lengths are decimal without leading zeros ("0" itself is fine); *ret_args is a
+ * NULL-terminated strv (never NULL on success). -E2BIG for more than max_args items or an item
+ * longer than max_arg_len, -EBADMSG for anything malformed (missing ':' or ',', embedded NUL,
+ * truncation, trailing bytes, length overflow). */
 int job_args_encode(char *const *args, size_t n_args, char **ret, size_t *ret_len);
 int job_args_decode(const char *buf, size_t len, size_t max_args, size_t max_arg_len,
                     char ***ret_args, size_t *ret_n);
@@ -82,8 +87,15 @@ typedef struct JobResult {
 JobResult *job_result_free(JobResult *r);
 DEFINE_TRIVIAL_CLEANUP_FUNC(JobResult *, job_result_free);
 
+/* The attempt fields of the API's status object (docs/api.md): outcome, exit_code (null unless
+ * the outcome is exit:N), detail (null or string), started and finished (seconds since the
+ * epoch with a fraction; null when 0), wall_ms, cpu_ms, max_rss_kib, stdout_bytes,
+ * stdout_truncated, stderr_bytes, stderr_truncated. The caller adds id, queue, state and
+ * attempt. A new reference in *ret. */
+int job_result_to_json(const JobResult *r, json_t **ret);
+
 /* Builds a human classification from a wait status: "exit:N" or "signal:NAME". */
-int job_outcome_from_status(int si_code, int si_status, char **ret_outcome, int *ret_exit);
+int job_outcome_from_status(int code, int status, char **ret_outcome, int *ret_exit);
 
 /* "KILL" for SIGKILL, "RTMIN+3", or the number as text. */
 const char *signal_name(int sig, char buf[static 16]);

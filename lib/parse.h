@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* "250ms", "30s", "5m", "2h", "1d", combinations "1m30s", "1.5s"; a bare number means seconds.

@@ -1,1 +1,36 @@
--- placeholder, being written
+-- reap: recover the jobs of dead workers. A job whose lease expired goes back to the front of
+-- ready (or to the dead-letter list after max_redeliveries expiries); the proc list of a worker
+-- whose liveness expired goes back to ready.
+-- KEYS: leases, workers, ready, dead, done stream, stats
+-- ARGV: job key prefix, proc key prefix, max_redeliveries, limit, retention_s, batch prefix
+-- Returns {requeued, dead-lettered, dead workers}.
+local now = now_ms()
+local requeued, dead, workers = 0, 0, 0
+local limit = tonumber(ARGV[4])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', KEYS[1], id)
+  local jk = ARGV[1] .. id
+  local f = redis.call('HMGET', jk, 'state', 'batch')
+  if f[1] == 'running' then
+    local r = redis.call('HINCRBY', jk, 'redeliveries', 1)
+    redis.call('HDEL', jk, 'worker')
+    if r > tonumber(ARGV[3]) then
+      redis.call('HSET', jk, 'outcome', 'lease-lost', 'finished', now,
+        'detail', 'lease expired ' .. r .. ' times')
+      redis.call('ZADD', KEYS[4], now, id)
+      finalize(jk, id, 'failed', f[2], ARGV[6], KEYS[5], KEYS[6], ARGV[5])
+      dead = dead + 1
+    else
+      redis.call('HSET', jk, 'state', 'queued')
+      redis.call('RPUSH', KEYS[3], id)
+      requeued = requeued + 1
+    end
+  end
+end
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
+  local pk = ARGV[2] .. w
+  while redis.call('LMOVE', pk, KEYS[3], 'RIGHT', 'RIGHT') do requeued = requeued + 1 end
+  redis.call('ZREM', KEYS[2], w)
+  workers = workers + 1
+end
+return {requeued, dead, workers}

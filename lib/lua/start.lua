@@ -1,1 +1,18 @@
--- placeholder, being written
+-- start: a worker took ARGV[1] from ready into its proc list (BLMOVE); lease it and run it.
+-- KEYS: proc list, job, leases, workers
+-- ARGV: id, worker id, lease_ms, started_us (worker clock, informational)
+-- Returns {'run', attempt, args, payload, timeout_us, redeliveries} or {'skip', why}.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return {'skip', 'reclaimed'}   -- given back meanwhile (release/reap): someone else runs it
+end
+local st = redis.call('HGET', KEYS[2], 'state')
+if not st then return {'skip', 'missing'} end
+if st ~= 'queued' then return {'skip', st} end
+local exp = now_ms() + tonumber(ARGV[3])
+local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
+redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[2], 'started', ARGV[4])
+redis.call('HDEL', KEYS[2], 'cancel')
+redis.call('ZADD', KEYS[3], exp, ARGV[1])
+redis.call('ZADD', KEYS[4], exp, ARGV[2])
+local f = redis.call('HMGET', KEYS[2], 'args', 'payload', 'timeout', 'redeliveries')
+return {'run', attempt, f[1] or '', f[2] or '', f[3] or '', f[4] or '0'}

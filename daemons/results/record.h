@@ -1,0 +1,12 @@
+/* A job record (docs/protocol.md) as read with HGETALL, turned into the API's status object. */
+#pragma once
+
+#include <stddef.h>
+
+typedef struct json_t json_t;
+typedef struct redisReply redisReply;
+
+/* The value of `field` in an HGETALL reply, or NULL. */
+const char *record_get(const redisReply *hgetall, const char *field, size_t *ret_len);
+/* The status object of docs/api.md; NULL when the record is empty (no such job). */
+json_t *record_to_status(const redisReply *hgetall, const char *queue, const char *id);

@@ -1,0 +1,581 @@
+#include "scheduler.h"
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "http.h"
+#include "job.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+#include "service.h"
+
+#define REAP_INTERVAL_USEC USEC_PER_SEC
+#define MAX_BATCH 1000000
+#define SCRIPT_LIMIT "1000"
+
+struct Scheduler {
+        Service *service;
+        sd_event_source *timer;
+        uint64_t *next_promote;    /* per queue, CLOCK_MONOTONIC */
+        uint64_t next_reap;
+        uint64_t accepted;
+};
+
+/* A request waiting for Redis. */
+typedef struct Pending {
+        Scheduler *scheduler;
+        HttpRequest *req;          /* NULL once the client went away */
+        size_t queue;
+        char *id;                  /* single submission / cancel / requeue */
+        char *batch;
+        json_t *ids;               /* batch: the ids, in order */
+} Pending;
+
+static Pending *pending_new(Scheduler *s, HttpRequest *req, size_t queue) {
+        Pending *p = calloc(1, sizeof(Pending));
+        if (p)
+                *p = (Pending){ .scheduler = s, .req = req, .queue = queue };
+        return p;
+}
+
+static void pending_free(Pending *p) {
+        if (!p)
+                return;
+        free(p->id);
+        free(p->batch);
+        json_decref(p->ids);
+        free(p);
+}
+
+static void on_abort(HttpRequest *req, void *userdata) {
+        Pending *p = userdata;
+        p->req = NULL;   /* the Redis reply still comes; it is then dropped */
+}
+
+static const QueueConfig *queue_of(Scheduler *s, size_t i) {
+        return s->service->queues->queues[i];
+}
+
+static const char *queue_name(Scheduler *s, size_t i) {
+        return queue_of(s, i)->name;
+}
+
+/* Replies 503 for a lost connection, 500 otherwise, to a request that waited for Redis. */
+static void reply_redis_error(HttpRequest *req, int error, const redisReply *reply) {
+        if (error == -EIO && reply && reply->str)
+                http_reply_error(req, 500, "internal", "Redis refused: %s", reply->str);
+        else
+                http_reply_error(req, 503, "unavailable",
+                                 "Redis connection lost (%s); the outcome is unknown, resubmit "
+                                 "with the same id to be safe", strerror(-error));
+}
+
+/* --- request bodies ------------------------------------------------------------------------- */
+
+static int parse_body(HttpRequest *req, json_t **ret) {
+        json_error_t e;
+        size_t len;
+        const uint8_t *body = http_request_body(req, &len);
+        json_t *j = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &e);
+
+        if (!j) {
+                http_reply_error(req, 400, "bad-request", "body is not valid JSON: %s (line %d, column %d)",
+                                 e.text, e.line, e.column);
+                return -EINVAL;
+        }
+        if (!json_is_object(j)) {
+                json_decref(j);
+                http_reply_error(req, 400, "bad-request", "body must be a JSON object");
+                return -EINVAL;
+        }
+        *ret = j;
+        return 0;
+}
+
+static int decode_spec(HttpRequest *req, const json_t *obj, const QueueConfig *q,
+                       const char *where, JobSpec **ret) {
+        _cleanup_free_ char *error = NULL;
+        int r = job_spec_from_json(obj, q, ret, &error);
+
+        if (r >= 0)
+                return 0;
+        http_reply_error(req, r == -E2BIG ? 413 : 400, r == -E2BIG ? "too-large" : "invalid-argument",
+                         "%s%s", where, error ? error : strerror(-r));
+        return r;
+}
+
+/* --- submission ----------------------------------------------------------------------------- */
+
+static int send_submit(Scheduler *s, size_t qi, const JobSpec *spec, const char *id,
+                       const char *batch, RedisCallback cb, void *userdata) {
+        const QueueKeys *k = s->service->keys[qi];
+        _cleanup_free_ char *jk = queue_key_job(k, id), *bk = NULL, *args = NULL;
+        char timeout[24] = "", retention[24];
+        size_t args_len = 0;
+        int r;
+
+        if (!jk || (batch && !(bk = queue_key_batch(k, batch))))
+                return -ENOMEM;
+        r = job_args_encode(spec->args, spec->n_args, &args, &args_len);
+        if (r < 0)
+                return r;
+        if (spec->timeout_usec > 0)
+                snprintf(timeout, sizeof(timeout), "%" PRIu64, spec->timeout_usec);
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 MAX(s->service->config->retention_usec / USEC_PER_SEC, 1));
+        const char *argv[] = { jk, k->ready, bk ? bk : jk, id, args,
+                               spec->payload ? (const char *) spec->payload : "", timeout,
+                               batch ? batch : "", retention };
+        size_t len[] = { strlen(jk), strlen(k->ready), strlen(bk ? bk : jk), strlen(id), args_len,
+                         spec->payload_len, strlen(timeout), batch ? strlen(batch) : 0,
+                         strlen(retention) };
+        return redis_script(s->service->redis, SCRIPT_SUBMIT, cb, userdata, 3, ELEMENTSOF(argv),
+                            argv, len);
+}
+
+static void on_submit_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        long long created = 0;
+        const char *state = redis_reply_string(redis_reply_element(reply, 1), NULL);
+
+        if (!p->req)
+                goto out;
+        if (error < 0 || redis_reply_integer(redis_reply_element(reply, 0), &created) < 0) {
+                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+                goto out;
+        }
+        p->scheduler->accepted += created > 0;
+        json_t *body = json_pack("{s:s, s:s, s:s}", "id", p->id, "queue",
+                                 queue_name(p->scheduler, p->queue), "state", state ? state : "");
+        if (!created)
+                json_object_set_new(body, "existing", json_true());
+        http_reply_json(p->req, created ? 201 : 200, body);
+out:
+        pending_free(p);
+}
+
+static int route_submit(HttpRequest *req, void *userdata) {
+        Scheduler *s = userdata;
+        _cleanup_(job_spec_freep) JobSpec *spec = NULL;
+        json_t *body = NULL;
+        char gen[21];
+        Pending *p;
+        size_t qi;
+        int r;
+
+        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
+            service_require_redis(s->service, req) < 0 || parse_body(req, &body) < 0)
+                return 0;
+        r = decode_spec(req, body, queue_of(s, qi), "", &spec);
+        json_decref(body);
+        if (r < 0)
+                return 0;
+        if (!spec->id && job_id_generate(gen) < 0)
+                return -EIO;
+        p = pending_new(s, req, qi);
+        if (!p || !(p->id = strdup(spec->id ? spec->id : gen))) {
+                pending_free(p);
+                return -ENOMEM;
+        }
+        r = send_submit(s, qi, spec, p->id, NULL, on_submit_reply, p);
+        if (r < 0) {
+                pending_free(p);
+                return r;
+        }
+        http_request_keep(req, on_abort, p);
+        return 0;
+}
+
+static void on_exec_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        long long created = 0, v;
+
+        if (!p->req)
+                goto out;
+        if (error < 0 || !reply || reply->type != REDIS_REPLY_ARRAY) {
+                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+                goto out;
+        }
+        for (size_t i = 0; i < reply->elements; i++)
+                if (redis_reply_integer(redis_reply_element(redis_reply_element(reply, i), 0), &v) >= 0)
+                        created += v;
+        p->scheduler->accepted += (uint64_t) created;
+        http_reply_json(p->req, 201, json_pack("{s:s, s:s, s:I, s:I, s:O}", "batch", p->batch,
+                                               "queue", queue_name(p->scheduler, p->queue),
+                                               "count", (json_int_t) json_array_size(p->ids),
+                                               "created", (json_int_t) created, "ids", p->ids));
+out:
+        pending_free(p);
+}
+
+/* Decodes every job of a batch before anything is written: one bad job refuses the batch. */
+static int decode_batch(HttpRequest *req, const json_t *body, const QueueConfig *q,
+                        JobSpec ***ret, size_t *ret_n) {
+        const json_t *jobs = json_object_get(body, "jobs");
+        size_t n = json_array_size(jobs);
+        JobSpec **specs;
+        char where[48];
+
+        if (json_object_size(body) != 1 || !json_is_array(jobs) || n == 0 || n > MAX_BATCH) {
+                http_reply_error(req, 400, "bad-request",
+                                 "body must be {\"jobs\": [job, ...]} with 1 to %d jobs", MAX_BATCH);
+                return -EINVAL;
+        }
+        specs = calloc(n, sizeof(JobSpec *));
+        if (!specs)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                snprintf(where, sizeof(where), "jobs[%zu].", i);
+                if (decode_spec(req, json_array_get(jobs, i), q, where, &specs[i]) < 0) {
+                        for (size_t k = 0; k < i; k++)
+                                job_spec_free(specs[k]);
+                        free(specs);
+                        return -EINVAL;
+                }
+        }
+        *ret = specs;
+        *ret_n = n;
+        return 0;
+}
+
+/* All jobs of the batch in one MULTI/EXEC: stored whole or not at all. */
+static int send_batch(Scheduler *s, Pending *p, JobSpec **specs, size_t n) {
+        RedisConn *c = s->service->redis;
+        char gen[21];
+        int r;
+
+        r = redis_command(c, NULL, NULL, "MULTI");
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                const char *id = specs[i]->id;
+                if (!id) {
+                        r = job_id_generate(gen);
+                        id = gen;
+                }
+                if (r >= 0)
+                        r = json_array_append_new(p->ids, json_string(id)) < 0 ? -ENOMEM : 0;
+                if (r >= 0)
+                        r = send_submit(s, p->queue, specs[i], id, p->batch, NULL, NULL);
+                specs[i] = job_spec_free(specs[i]);
+        }
+        if (r < 0) {
+                (void) redis_command(c, NULL, NULL, "DISCARD");
+                return r;
+        }
+        return redis_command(c, on_exec_reply, p, "EXEC");
+}
+
+static int route_batch(HttpRequest *req, void *userdata) {
+        Scheduler *s = userdata;
+        JobSpec **specs = NULL;
+        json_t *body = NULL;
+        size_t qi, n = 0;
+        char gen[21];
+        Pending *p;
+        int r;
+
+        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
+            service_require_redis(s->service, req) < 0 || parse_body(req, &body) < 0)
+                return 0;
+        r = decode_batch(req, body, queue_of(s, qi), &specs, &n);
+        json_decref(body);
+        if (r < 0)
+                return r == -EINVAL ? 0 : r;
+        p = pending_new(s, req, qi);
+        r = !p || job_id_generate(gen) < 0 || !(p->batch = strdup(gen)) || !(p->ids = json_array())
+                    ? -ENOMEM : send_batch(s, p, specs, n);
+        for (size_t i = 0; i < n; i++)
+                job_spec_free(specs[i]);
+        free(specs);
+        if (r < 0) {
+                pending_free(p);
+                return r;
+        }
+        http_request_keep(req, on_abort, p);
+        return 0;
+}
+
+/* --- cancel and requeue --------------------------------------------------------------------- */
+
+static void on_cancel_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        const char *v = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        const char *st = redis_reply_string(redis_reply_element(reply, 1), NULL);
+
+        if (!p->req)
+                goto out;
+        if (error < 0 || !v)
+                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+        else if (streq(v, "missing"))
+                http_reply_error(p->req, 404, "not-found", "no job '%s'", p->id);
+        else if (streq(v, "final"))
+                http_reply_error(p->req, 409, "conflict", "job '%s' already finished (%s)", p->id,
+                                 st ? st : "?");
+        else
+                http_reply_json(p->req, 200, json_pack("{s:s, s:s, s:s}", "id", p->id, "queue",
+                                                       queue_name(p->scheduler, p->queue), "state", v));
+out:
+        pending_free(p);
+}
+
+static void on_cancel_located(Service *svc, int r, size_t qi, void *userdata) {
+        Pending *p = userdata;
+        Scheduler *s = p->scheduler;
+        const QueueKeys *k;
+        _cleanup_free_ char *jk = NULL;
+        char retention[24];
+
+        if (!p->req)
+                return pending_free(p);
+        if (r < 0) {
+                service_reply_locate_error(p->req, r, p->id);
+                return pending_free(p);
+        }
+        if (service_request_queue(svc, p->req, queue_name(s, qi), true, &qi) < 0)
+                return pending_free(p);
+        p->queue = qi;
+        k = svc->keys[qi];
+        jk = queue_key_job(k, p->id);
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 MAX(svc->config->retention_usec / USEC_PER_SEC, 1));
+        const char *argv[] = { jk, k->ready, k->delayed, k->done, k->stats, p->id, retention,
+                               k->batch_prefix };
+        if (!jk || redis_script(svc->redis, SCRIPT_CANCEL, on_cancel_reply, p, 5, ELEMENTSOF(argv),
+                                argv, NULL) < 0) {
+                http_reply_error(p->req, 503, "unavailable", "Redis is unreachable; try again later");
+                pending_free(p);
+        }
+}
+
+static int route_cancel(HttpRequest *req, void *userdata) {
+        Scheduler *s = userdata;
+        Pending *p;
+        int r;
+
+        if (service_require_redis(s->service, req) < 0)
+                return 0;
+        p = pending_new(s, req, 0);
+        if (!p || !(p->id = strdup(http_request_param(req, "id")))) {
+                pending_free(p);
+                return -ENOMEM;
+        }
+        r = service_locate(s->service, queue_key_job, p->id, http_request_query(req, "queue"), on_cancel_located, p);
+        if (r < 0) {
+                service_reply_locate_error(req, r, p->id);
+                pending_free(p);
+                return 0;
+        }
+        http_request_keep(req, on_abort, p);
+        return 0;
+}
+
+static void on_requeue_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        const char *v = redis_reply_string(redis_reply_element(reply, 0), NULL);
+
+        if (!p->req)
+                goto out;
+        if (error < 0 || !v)
+                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+        else if (!streq(v, "queued"))
+                http_reply_error(p->req, 404, "not-found", "job '%s' is not in the dead-letter list of queue '%s'",
+                                 p->id, queue_name(p->scheduler, p->queue));
+        else
+                http_reply_json(p->req, 200, json_pack("{s:s, s:s, s:s}", "id", p->id, "queue",
+                                                       queue_name(p->scheduler, p->queue), "state", v));
+out:
+        pending_free(p);
+}
+
+static int route_requeue(HttpRequest *req, void *userdata) {
+        Scheduler *s = userdata;
+        _cleanup_free_ char *jk = NULL;
+        const QueueKeys *k;
+        const char *id = http_request_param(req, "id");
+        Pending *p;
+        size_t qi;
+        int r;
+
+        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
+            service_require_redis(s->service, req) < 0)
+                return 0;
+        if (!job_id_is_valid(id))
+                return http_reply_error(req, 404, "not-found", "no job '%s'", id), 0;
+        k = s->service->keys[qi];
+        jk = queue_key_job(k, id);
+        p = pending_new(s, req, qi);
+        if (!jk || !p || !(p->id = strdup(id))) {
+                pending_free(p);
+                return -ENOMEM;
+        }
+        r = redis_script(s->service->redis, SCRIPT_REQUEUE, on_requeue_reply, p, 3, 4,
+                         (const char *[]){ jk, k->dead, k->ready, id }, NULL);
+        if (r < 0) {
+                pending_free(p);
+                return r;
+        }
+        http_request_keep(req, on_abort, p);
+        return 0;
+}
+
+static const HttpRoute routes[] = {
+        { "POST", "/v1/queues/{queue}/jobs", route_submit },
+        { "POST", "/v1/queues/{queue}/batches", route_batch },
+        { "DELETE", "/v1/jobs/{id}", route_cancel },
+        { "POST", "/v1/queues/{queue}/dead/{id}/requeue", route_requeue },
+};
+
+/* --- timers: promote due delayed jobs, reclaim the jobs of dead workers ---------------------- */
+
+static uint64_t mono_now(Scheduler *s) {
+        uint64_t t = 0;
+        (void) sd_event_now(s->service->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+typedef struct TimerCall {
+        Scheduler *scheduler;
+        size_t queue;
+} TimerCall;
+
+static void on_promote_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        TimerCall *t = userdata;
+        Scheduler *s = t->scheduler;
+        long long moved = 0, next = -1;
+
+        if (error >= 0 && redis_reply_integer(redis_reply_element(reply, 0), &moved) >= 0 &&
+            redis_reply_integer(redis_reply_element(reply, 1), &next) >= 0) {
+                /* More due jobs than the limit: come back at once. */
+                uint64_t delay = moved >= 1000 ? 0 : next < 0 ? USEC_PER_SEC
+                                                               : MIN((uint64_t) next * USEC_PER_MSEC, USEC_PER_SEC);
+                s->next_promote[t->queue] = mono_now(s) + delay;
+                sd_notify(false, "WATCHDOG=1");
+        }
+        free(t);
+}
+
+static void on_reap_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        TimerCall *t = userdata;
+        LogJob lj = { .queue = queue_name(t->scheduler, t->queue) };
+        long long requeued = 0, dead = 0, workers = 0;
+
+        if (error >= 0 && redis_reply_integer(redis_reply_element(reply, 0), &requeued) >= 0 &&
+            redis_reply_integer(redis_reply_element(reply, 1), &dead) >= 0 &&
+            redis_reply_integer(redis_reply_element(reply, 2), &workers) >= 0 &&
+            (requeued || dead || workers))
+                log_job(LOG_NOTICE, &lj, "Reclaimed from dead workers: %lld job(s) requeued, %lld dead-lettered "
+                        "after too many lease expiries, %lld worker(s) gone.", requeued, dead, workers);
+        free(t);
+}
+
+static int send_timer_call(Scheduler *s, size_t qi, bool reap) {
+        const QueueConfig *q = queue_of(s, qi);
+        const QueueKeys *k = s->service->keys[qi];
+        TimerCall *t = malloc(sizeof(TimerCall));
+        char maxr[16], ret[24];
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        *t = (TimerCall){ s, qi };
+        snprintf(maxr, sizeof(maxr), "%u", q->max_redeliveries);
+        snprintf(ret, sizeof(ret), "%" PRIu64, MAX(s->service->config->retention_usec / USEC_PER_SEC, 1));
+        if (reap)
+                r = redis_script(s->service->redis, SCRIPT_REAP, on_reap_reply, t, 6, 12,
+                                 (const char *[]){ k->leases, k->workers, k->ready, k->dead, k->done,
+                                                   k->stats, k->job_prefix, k->proc_prefix, maxr,
+                                                   SCRIPT_LIMIT, ret, k->batch_prefix }, NULL);
+        else
+                r = redis_script(s->service->redis, SCRIPT_PROMOTE, on_promote_reply, t, 2, 4,
+                                 (const char *[]){ k->delayed, k->ready, k->job_prefix, SCRIPT_LIMIT },
+                                 NULL);
+        if (r < 0)
+                free(t);
+        return r;
+}
+
+static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        Scheduler *s = userdata;
+        size_t n = s->service->queues->n_queues;
+        uint64_t now = mono_now(s), next = now + REAP_INTERVAL_USEC;
+        bool up = redis_conn_is_up(s->service->redis);
+
+        for (size_t i = 0; i < n; i++) {
+                if (up && s->next_promote[i] <= now) {
+                        /* Until the reply says otherwise, look again in a second. */
+                        s->next_promote[i] = now + USEC_PER_SEC;
+                        (void) send_timer_call(s, i, false);
+                }
+                next = MIN(next, s->next_promote[i]);
+        }
+        if (up && s->next_reap <= now) {
+                s->next_reap = now + REAP_INTERVAL_USEC;
+                for (size_t i = 0; i < n; i++)
+                        (void) send_timer_call(s, i, true);
+        }
+        (void) sd_event_source_set_time(src, MAX(next, now + 10 * USEC_PER_MSEC));
+        (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* A reply may have moved a promotion earlier: wake the timer at the next loop iteration. */
+static void on_redis_state(Service *svc, bool up, void *userdata) {
+        Scheduler *s = userdata;
+        if (up && s->timer)
+                (void) sd_event_source_set_time(s->timer, 0);
+}
+
+/* --- life cycle ----------------------------------------------------------------------------- */
+
+static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
+        Scheduler *s = userdata;
+        sd_notify(false, "STOPPING=1");
+        log_info("Stopping.");
+        return sd_event_exit(s->service->event, 0);
+}
+
+int scheduler_new(sd_event *e, TasadConfig *config, Scheduler **ret) {
+        _cleanup_(scheduler_freep) Scheduler *s = calloc(1, sizeof(Scheduler));
+        int r;
+
+        if (!s) {
+                tasad_config_free(config);
+                return -ENOMEM;
+        }
+        r = service_new(e, "tasad-scheduler", config, &s->service);
+        if (r < 0)
+                return r;
+        s->service->state_hook = on_redis_state;
+        s->service->state_userdata = s;
+        s->next_promote = calloc(s->service->queues->n_queues + 1, sizeof(uint64_t));
+        if (!s->next_promote)
+                return -ENOMEM;
+        r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, 0, 10 * USEC_PER_MSEC, on_timer, s);
+        if (r >= 0)
+                r = sd_event_add_signal(e, NULL, SIGTERM, on_sigterm, s);
+        if (r >= 0)
+                r = sd_event_add_signal(e, NULL, SIGINT, on_sigterm, s);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int scheduler_start(Scheduler *s) {
+        return service_start(s->service, "scheduler", s->service->config->scheduler_socket, routes,
+                             ELEMENTSOF(routes), s);
+}
+
+Scheduler *scheduler_free(Scheduler *s) {
+        if (!s)
+                return NULL;
+        sd_event_source_disable_unref(s->timer);
+        service_free(s->service);
+        free(s->next_promote);
+        free(s);
+        return NULL;
+}

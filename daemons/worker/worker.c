@@ -1,0 +1,722 @@
+#include "worker.h"
+
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+
+#include "args.h"
+#include "config.h"
+#include "job.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+#include "run.h"
+
+#define JOB_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+typedef enum WorkerJobState {
+        WJ_STARTING,    /* taken with BLMOVE, start script in flight */
+        WJ_RUNNING,     /* process running */
+        WJ_FINISHING,   /* process done, result not yet acknowledged by Redis */
+} WorkerJobState;
+
+typedef struct WorkerJob WorkerJob;
+struct WorkerJob {
+        Worker *worker;
+        WorkerJob *prev, *next;
+        char *id;
+        char *key;
+        char attempt[24];
+        WorkerJobState state;
+        JobRun *run;
+        JobResult *result;
+        bool lost;        /* lease lost: the result is discarded */
+        bool release;     /* interrupted by the drain timeout: give back, not finish */
+        bool inflight;    /* finish/release script sent, no answer yet */
+        LogJob log;
+};
+
+struct Worker {
+        sd_event *event;
+        TasadConfig *config;
+        QueueConfig *queue;
+        QueueKeys *keys;
+        char *id, *proc_key;
+        RedisConn *cmd, *block;
+        WorkerJob *jobs;
+        unsigned n_jobs;
+        bool fetching, draining, ready_sent, redis_down, leaving;
+        time_t down_since;
+        uint64_t last_renew_ok, renew_usec, n_done, n_failed;
+        sd_event_source *renew_timer, *drain_timer, *status_event;
+        int devnull_fd;
+};
+
+static void worker_fetch(Worker *w);
+static void worker_check_drained(Worker *w);
+static void job_send_result(WorkerJob *j);
+
+static uint64_t mono_usec(Worker *w) {
+        uint64_t t = 0;
+        (void) sd_event_now(w->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+/* --- STATUS= ----------------------------------------------------------------------------- */
+
+static int on_status(sd_event_source *s, void *userdata) {
+        Worker *w = userdata;
+        unsigned running = 0;
+        char redis[64] = "", since[16];
+
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                running += j->state == WJ_RUNNING;
+        if (w->redis_down) {
+                strftime(since, sizeof(since), "%H:%M:%S", localtime(&w->down_since));
+                snprintf(redis, sizeof(redis), "Redis unreachable since %s, reconnecting; ", since);
+        }
+        sd_notifyf(false, "STATUS=%s: %s%s%u/%u running, %" PRIu64 " done, %" PRIu64 " failed",
+                   w->queue->name, w->draining ? "draining, " : "", redis, running,
+                   w->queue->concurrency, w->n_done, w->n_failed);
+        return 0;
+}
+
+static void status_changed(Worker *w) {
+        if (w->status_event)
+                (void) sd_event_source_set_enabled(w->status_event, SD_EVENT_ONESHOT);
+}
+
+/* --- job bookkeeping --------------------------------------------------------------------- */
+
+static WorkerJob *job_new(Worker *w, const char *id) {
+        WorkerJob *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return NULL;
+        j->worker = w;
+        j->id = strdup(id);
+        j->key = queue_key_job(w->keys, id);
+        if (!j->id || !j->key) {
+                free(j->id);
+                free(j->key);
+                free(j);
+                return NULL;
+        }
+        j->log = (LogJob){ .queue = w->queue->name, .job_id = j->id };
+        j->next = w->jobs;
+        if (w->jobs)
+                w->jobs->prev = j;
+        w->jobs = j;
+        w->n_jobs++;
+        return j;
+}
+
+static void job_free(WorkerJob *j) {
+        Worker *w = j->worker;
+
+        if (j->prev)
+                j->prev->next = j->next;
+        else
+                w->jobs = j->next;
+        if (j->next)
+                j->next->prev = j->prev;
+        w->n_jobs--;
+        job_run_free(j->run);
+        job_result_free(j->result);
+        free(j->id);
+        free(j->key);
+        free(j);
+        status_changed(w);
+        worker_fetch(w);
+        worker_check_drained(w);
+}
+
+/* --- finishing ---------------------------------------------------------------------------- */
+
+static void on_result_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        WorkerJob *j = userdata;
+        Worker *w = j->worker;
+        const char *state;
+
+        j->inflight = false;
+        if (error < 0) {
+                /* Kept; sent again on reconnect or at the next renewal tick. */
+                log_job_errno(LOG_DEBUG, error, &j->log, "Recording the result failed: %m");
+                return;
+        }
+        if (j->release) {
+                log_job(LOG_NOTICE, &j->log, "Job interrupted by the drain timeout and given back to the queue.");
+                job_free(j);
+                return;
+        }
+        state = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        j->log.exit = j->result->outcome;
+        if (state && streq(state, "stale"))
+                log_job(LOG_WARNING, &j->log, "Lease lost before the result was recorded; the "
+                        "result of this attempt (%s) is discarded, the job runs again elsewhere.",
+                        j->result->outcome);
+        else if (state && streq(state, "done")) {
+                w->n_done++;
+                log_job(LOG_INFO, &j->log, "Job finished: %s.", j->result->outcome);
+        } else {
+                w->n_failed++;
+                log_job(LOG_WARNING, &j->log, "Job failed: %s%s%s; now %s.", j->result->outcome,
+                        j->result->detail ? ", " : "", j->result->detail ? j->result->detail : "",
+                        state ? state : "?");
+        }
+        job_free(j);
+}
+
+static int job_send_release(WorkerJob *j) {
+        Worker *w = j->worker;
+        const char *argv[] = { w->proc_key, w->keys->ready, w->keys->leases, w->keys->workers,
+                               j->key, w->id, "0", j->id, j->attempt };
+
+        return redis_script(w->cmd, SCRIPT_RELEASE, on_result_reply, j, 5, ELEMENTSOF(argv),
+                            argv, NULL);
+}
+
+static int job_send_finish(WorkerJob *j) {
+        Worker *w = j->worker;
+        const QueueConfig *q = w->queue;
+        const JobResult *r = j->result;
+        char ec[16], wall[24], cpu[24], rss[24], retries[16], backoff[24], bmax[24], ret[24];
+        const char *argv[25];
+        size_t len[25];
+        int n = 0;
+
+        snprintf(ec, sizeof(ec), "%d", r->exit_code);
+        snprintf(wall, sizeof(wall), "%" PRIu64, r->wall_usec);
+        snprintf(cpu, sizeof(cpu), "%" PRIu64, r->cpu_usec);
+        snprintf(rss, sizeof(rss), "%" PRIu64, r->max_rss_kib);
+        snprintf(retries, sizeof(retries), "%u", q->retries);
+        snprintf(backoff, sizeof(backoff), "%" PRIu64, q->backoff_usec / USEC_PER_MSEC);
+        snprintf(bmax, sizeof(bmax), "%" PRIu64, q->backoff_max_usec / USEC_PER_MSEC);
+        snprintf(ret, sizeof(ret), "%" PRIu64, MAX(w->config->retention_usec / USEC_PER_SEC, 1));
+#define ARG(s, l) (argv[n] = (s), len[n++] = (l))
+#define STR(s) ARG((s), strlen(s))
+        STR(j->key); STR(w->keys->leases); STR(w->keys->delayed); STR(w->keys->dead);
+        STR(w->keys->done); STR(w->keys->stats);
+        STR(j->id); STR(w->id); STR(j->attempt); STR(r->outcome); STR(ec);
+        STR(r->detail ? r->detail : "");
+        ARG(r->out ? (const char *) r->out : "", r->out_len); STR(r->out_truncated ? "1" : "0");
+        ARG(r->err ? (const char *) r->err : "", r->err_len); STR(r->err_truncated ? "1" : "0");
+        STR(wall); STR(cpu); STR(rss); STR(outcome_is_retryable(r->outcome) ? "1" : "0");
+        STR(retries); STR(backoff); STR(bmax); STR(ret); STR(w->keys->batch_prefix);
+#undef STR
+#undef ARG
+        return redis_script(w->cmd, SCRIPT_FINISH, on_result_reply, j, 6, n, argv, len);
+}
+
+static void job_send_result(WorkerJob *j) {
+        int r;
+
+        if (j->state != WJ_FINISHING || j->inflight || !redis_conn_is_up(j->worker->cmd))
+                return;
+        r = j->release ? job_send_release(j) : job_send_finish(j);
+        if (r >= 0)
+                j->inflight = true;
+}
+
+static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
+        WorkerJob *j = userdata;
+
+        j->run = job_run_free(run);
+        if (!result || j->lost) {
+                if (j->lost)
+                        log_job(LOG_WARNING, &j->log, "Job killed: its lease was lost.");
+                job_result_free(result);
+                job_free(j);
+                return;
+        }
+        j->result = result;
+        j->state = WJ_FINISHING;
+        status_changed(j->worker);
+        job_send_result(j);
+}
+
+/* --- starting ------------------------------------------------------------------------------ */
+
+static int job_build_env(WorkerJob *j, char ***ret) {
+        const QueueConfig *q = j->worker->queue;
+        size_t n = strv_length(q->env), k = 0;
+        _cleanup_strv_free_ char **env = calloc(n + 5, sizeof(char *));
+
+        if (!env)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (!(env[k++] = strdup(q->env[i])))
+                        return -ENOMEM;
+        if (!(env[k++] = strdup(JOB_PATH)) ||
+            asprintf(&env[k++], "TASAD_JOB_ID=%s", j->id) < 0 ||
+            asprintf(&env[k++], "TASAD_QUEUE=%s", q->name) < 0 ||
+            asprintf(&env[k++], "TASAD_ATTEMPT=%s", j->attempt) < 0)
+                return -ENOMEM;
+        *ret = TAKE_PTR(env);
+        return 0;
+}
+
+/* Records an attempt that could not run at all (bad arguments under the current config,
+ * command not executable) without starting anything. */
+static void job_fail_early(WorkerJob *j, const char *outcome, int exit_code, const char *detail) {
+        JobResult *r = calloc(1, sizeof(JobResult));
+
+        if (r) {
+                r->outcome = strdup(outcome);
+                r->exit_code = exit_code;
+                r->detail = strdup(detail);
+        }
+        if (!r || !r->outcome || !r->detail) {
+                job_result_free(r);
+                log_oom();
+                job_free(j);
+                return;
+        }
+        j->result = r;
+        j->state = WJ_FINISHING;
+        job_send_result(j);
+}
+
+static void job_launch(WorkerJob *j, const redisReply *reply) {
+        Worker *w = j->worker;
+        const QueueConfig *q = w->queue;
+        _cleanup_strv_free_ char **args = NULL, **argv = NULL, **env = NULL;
+        _cleanup_free_ char *error = NULL, *detail = NULL;
+        size_t n_args = 0, args_len = 0, payload_len = 0, t_len = 0;
+        const char *a = redis_reply_string(redis_reply_element(reply, 2), &args_len);
+        const char *payload = redis_reply_string(redis_reply_element(reply, 3), &payload_len);
+        const char *t = redis_reply_string(redis_reply_element(reply, 4), &t_len);
+        uint64_t timeout = q->timeout_usec, job_timeout;
+        int r;
+
+        r = job_args_decode(a ? a : "", args_len, q->max_args, q->max_arg_len, &args, &n_args);
+        if (r >= 0)
+                r = args_validate(q, args, n_args, &error);
+        if (r >= 0)
+                r = args_build_argv(q, args, n_args, &argv, &error);
+        if (r < 0)
+                return job_fail_early(j, "invalid", -1, error ? error : "undecodable arguments");
+        if (t && t_len > 0 && parse_uint64(t, &job_timeout) >= 0 && job_timeout > 0)
+                timeout = MIN(timeout, job_timeout);
+        r = job_build_env(j, &env);
+        if (r >= 0)
+                r = job_run_start(w->event, &(JobRunParams){
+                        .argv = argv, .envp = env, .payload = (const uint8_t *) payload,
+                        .payload_len = payload ? payload_len : 0, .timeout_usec = timeout,
+                        .kill_grace_usec = q->kill_grace_usec, .max_output = q->max_output,
+                        .devnull_fd = w->devnull_fd }, on_job_done, j, &j->run);
+        if (r < 0) {
+                log_job_errno(LOG_ERR, r, &j->log, "Failed to start %s: %m", argv[0]);
+                if (asprintf(&detail, "cannot execute %s: %s", argv[0], strerror(-r)) < 0)
+                        detail = NULL;
+                return job_fail_early(j, "exit:127", 127, detail ? detail : "cannot execute");
+        }
+        j->state = WJ_RUNNING;
+        log_job(LOG_INFO, &j->log, "Job started: pid %d.", (int) job_run_pid(j->run));
+        status_changed(w);
+}
+
+static void on_start_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        WorkerJob *j = userdata;
+        const char *verdict;
+        long long attempt;
+
+        if (error < 0) {
+                /* The id stays in our proc list; it is given back on reconnect (release). */
+                log_job_errno(LOG_DEBUG, error, &j->log, "Start script failed: %m");
+                job_free(j);
+                return;
+        }
+        verdict = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        if (!verdict || !streq(verdict, "run") ||
+            redis_reply_integer(redis_reply_element(reply, 1), &attempt) < 0) {
+                log_job(LOG_DEBUG, &j->log, "Not starting: %s.",
+                        redis_reply_string(redis_reply_element(reply, 1), NULL) ?: "?");
+                job_free(j);
+                return;
+        }
+        snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
+        j->log.attempt = (unsigned) attempt;
+        job_launch(j, reply);
+}
+
+static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Worker *w = userdata;
+        const char *id = redis_reply_string(reply, NULL);
+        char started[24];
+        WorkerJob *j;
+
+        w->fetching = false;
+        if (error < 0 || !id) {
+                worker_fetch(w);
+                return;
+        }
+        j = job_new(w, id);
+        if (!j) {
+                log_oom();
+                return;
+        }
+        {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                snprintf(started, sizeof(started), "%" PRIu64,
+                         (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000);
+        }
+        {
+                char lease[24];
+                const char *argv[] = { w->proc_key, j->key, w->keys->leases, w->keys->workers,
+                                       j->id, w->id, lease, started };
+                snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
+                if (redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 4, ELEMENTSOF(argv),
+                                 argv, NULL) < 0) {
+                        job_free(j);
+                        return;
+                }
+        }
+        worker_fetch(w);
+}
+
+/* Takes the next job when a slot is free: one blocking BLMOVE at a time on its own connection. */
+static void worker_fetch(Worker *w) {
+        if (w->fetching || w->draining || !w->block || w->n_jobs >= w->queue->concurrency ||
+            !redis_conn_is_up(w->block) || !redis_conn_is_up(w->cmd))
+                return;
+        if (redis_command_argv(w->block, on_blmove_reply, w, 6,
+                               (const char *[]){ "BLMOVE", w->keys->ready, w->proc_key, "RIGHT",
+                                                 "LEFT", "0" }, NULL) >= 0)
+                w->fetching = true;
+}
+
+/* --- leases --------------------------------------------------------------------------------- */
+
+static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Worker *w = userdata;
+        const redisReply *lost = redis_reply_element(reply, 0),
+                         *cancel = redis_reply_element(reply, 1);
+
+        if (error < 0 || !lost || !cancel)
+                return;
+        w->last_renew_ok = mono_usec(w);
+        /* A successful round trip of the main loop: the watchdog may be fed. */
+        sd_notify(false, "WATCHDOG=1");
+        for (WorkerJob *j = w->jobs, *next; j; j = next) {
+                next = j->next;
+                for (size_t i = 0; i < lost->elements; i++)
+                        if (streq(lost->element[i]->str, j->id) && j->state != WJ_STARTING) {
+                                j->lost = true;
+                                if (j->run)
+                                        job_run_stop(j->run, "lease-lost", true);
+                                else if (j->state == WJ_FINISHING && !j->inflight)
+                                        job_free(j);
+                        }
+        }
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                for (size_t i = 0; i < cancel->elements; i++)
+                        if (streq(cancel->element[i]->str, j->id) && j->run) {
+                                log_job(LOG_NOTICE, &j->log, "Cancel requested: stopping the job.");
+                                job_run_stop(j->run, "cancelled", false);
+                        }
+}
+
+static void worker_renew(Worker *w) {
+        _cleanup_free_ const char **argv = NULL;
+        char lease[24];
+        size_t n = 0, k = 0;
+
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                n += j->state != WJ_STARTING;
+        argv = calloc(2 + 3 * n + 2, sizeof(char *));
+        if (!argv)
+                return (void) log_oom();
+        snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
+        argv[k++] = w->keys->leases;
+        argv[k++] = w->keys->workers;
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->state != WJ_STARTING)
+                        argv[k++] = j->key;
+        argv[k++] = w->id;
+        argv[k++] = lease;
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->state != WJ_STARTING) {
+                        argv[k++] = j->id;
+                        argv[k++] = j->attempt;
+                }
+        (void) redis_script(w->cmd, SCRIPT_RENEW, on_renew_reply, w, (int) (2 + n), (int) k,
+                            argv, NULL);
+}
+
+/* Without a successful renewal for a whole lease, other workers may already run our jobs:
+ * stop them rather than run them twice. */
+static void worker_expire_local_leases(Worker *w) {
+        if (w->last_renew_ok == 0 || mono_usec(w) < w->last_renew_ok + w->queue->lease_usec)
+                return;
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->run && !j->lost) {
+                        j->lost = true;
+                        job_run_stop(j->run, "lease-lost", true);
+                }
+}
+
+static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        if (redis_conn_is_up(w->cmd)) {
+                worker_renew(w);
+                for (WorkerJob *j = w->jobs, *next; j; j = next) {
+                        next = j->next;
+                        job_send_result(j);
+                }
+        }
+        worker_expire_local_leases(w);
+        (void) sd_event_source_set_time_relative(s, w->renew_usec);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* Gives back what sits in our proc list (taken, never started) and, when leaving, removes the
+ * worker from the live set. */
+static void on_release_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Worker *w = userdata;
+        long long n = 0;
+
+        if (error >= 0 && redis_reply_integer(reply, &n) >= 0 && n > 0)
+                log_info("Gave %lld taken but unstarted job(s) back to queue '%s'.", n,
+                         w->queue->name);
+        if (w->leaving)
+                (void) sd_event_exit(w->event, 0);
+}
+
+static int worker_release_proc(Worker *w, bool leaving) {
+        const char *argv[] = { w->proc_key, w->keys->ready, w->keys->leases, w->keys->workers,
+                               w->id, leaving ? "1" : "0" };
+
+        return redis_script(w->cmd, SCRIPT_RELEASE, on_release_reply, w, 4, ELEMENTSOF(argv),
+                            argv, NULL);
+}
+
+/* --- Redis state ---------------------------------------------------------------------------- */
+
+static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
+        Worker *w = userdata;
+        bool all_up = redis_conn_is_up(w->cmd) && (!w->block || redis_conn_is_up(w->block));
+
+        if (!up && !w->redis_down) {
+                /* Once per outage, not once per retry. */
+                w->redis_down = true;
+                w->down_since = time(NULL);
+                log_warning_errno(error, "Redis at %s is unreachable (%s connection): %m; "
+                                  "running jobs continue, reconnecting with backoff.",
+                                  w->config->redis.unix_path ? w->config->redis.unix_path
+                                                             : w->config->redis.host,
+                                  redis_conn_name(c));
+        } else if (up && all_up && w->redis_down) {
+                w->redis_down = false;
+                log_info("Redis is reachable again after %lds.", (long) (time(NULL) - w->down_since));
+        }
+        if (up && c == w->cmd) {
+                (void) worker_release_proc(w, false);
+                worker_renew(w);
+                for (WorkerJob *j = w->jobs, *next; j; j = next) {
+                        next = j->next;
+                        job_send_result(j);
+                }
+                if (!w->ready_sent) {
+                        w->ready_sent = true;
+                        sd_notify(false, "READY=1");
+                        log_info("Worker %s serving queue '%s' (concurrency %u).", w->id,
+                                 w->queue->name, w->queue->concurrency);
+                }
+        }
+        status_changed(w);
+        worker_fetch(w);
+}
+
+/* --- drain (SIGTERM) and reload (SIGHUP) ---------------------------------------------------- */
+
+static void worker_check_drained(Worker *w) {
+        if (!w->draining || w->n_jobs > 0 || w->leaving)
+                return;
+        w->leaving = true;
+        if (worker_release_proc(w, true) < 0)
+                (void) sd_event_exit(w->event, 0);
+}
+
+static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        if (w->leaving) { /* Redis never answered the last release: leases will expire. */
+                log_warning("Could not tell Redis we are leaving; our jobs return after their leases expire.");
+                return sd_event_exit(w->event, 0);
+        }
+        log_warning("Drain timeout reached with %u job(s) running: stopping them and giving "
+                    "them back to the queue.", w->n_jobs);
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->run) {
+                        j->release = true;
+                        job_run_stop(j->run, "released", false);
+                }
+        /* Last chance: stop waiting after the kill grace and a few round trips. */
+        (void) sd_event_source_set_time_relative(s, w->queue->kill_grace_usec + 5 * USEC_PER_SEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        w->leaving = w->n_jobs == 0;
+        return 0;
+}
+
+static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Worker *w = userdata;
+
+        if (w->draining)
+                return 0;
+        w->draining = true;
+        sd_notify(false, "STOPPING=1");
+        log_info("Stopping: no new jobs; waiting up to %" PRIu64 "s for %u running job(s).",
+                 w->queue->drain_timeout_usec / USEC_PER_SEC, w->n_jobs);
+        /* Closing the blocking connection cancels the pending BLMOVE; an id it may have moved
+         * meanwhile is given back by the release below. */
+        w->block = redis_conn_free(w->block);
+        (void) worker_release_proc(w, false);
+        (void) sd_event_add_time_relative(w->event, &w->drain_timer, CLOCK_MONOTONIC,
+                                          w->queue->drain_timeout_usec, 0, on_drain_timeout, w);
+        status_changed(w);
+        worker_check_drained(w);
+        return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Worker *w = userdata;
+        QueueConfig *q = NULL;
+
+        if (worker_load_queue(w->config, w->queue->name, &q) < 0) {
+                log_error("Reload failed; keeping the previous configuration of queue '%s'.",
+                          w->queue->name);
+                return 0;
+        }
+        /* Running jobs keep their own argv and limits; new jobs use the new file. */
+        queue_config_free(w->queue);
+        w->queue = q;
+        log_info("Reloaded queue '%s' (concurrency %u).", q->name, q->concurrency);
+        status_changed(w);
+        worker_fetch(w);
+        return 0;
+}
+
+/* --- life cycle ----------------------------------------------------------------------------- */
+
+int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig **ret) {
+        _cleanup_free_ char *path = NULL, *error = NULL;
+        int r;
+
+        if (!queue_name_is_valid(queue))
+                return log_error_errno(-EINVAL, "Invalid queue name '%s': use 1-64 of A-Z a-z 0-9 _ -.", queue);
+        if (asprintf(&path, "%s/%s.conf", config->queues_dir, queue) < 0)
+                return log_oom();
+        r = queue_config_load(path, ret, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load queue '%s': %s", queue,
+                                       error ? error : strerror(-r));
+        return 0;
+}
+
+static int worker_make_id(Worker *w) {
+        char host[256] = "localhost";
+        uint32_t rnd = 0;
+
+        (void) gethostname(host, sizeof(host) - 1);
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+                return -errno;
+        if (asprintf(&w->id, "%s:%d:%08x", host, (int) getpid(), rnd) < 0)
+                return -ENOMEM;
+        w->proc_key = queue_key_proc(w->keys, w->id);
+        return w->proc_key ? 0 : -ENOMEM;
+}
+
+static int worker_add_sources(Worker *w) {
+        uint64_t wd = 0;
+        int r;
+
+        w->renew_usec = w->queue->lease_usec / 3;
+        if (sd_watchdog_enabled(false, &wd) > 0)
+                w->renew_usec = MIN(w->renew_usec, wd / 3);
+        r = sd_event_add_time_relative(w->event, &w->renew_timer, CLOCK_MONOTONIC, w->renew_usec,
+                                       USEC_PER_MSEC, on_renew_timer, w);
+        if (r >= 0)
+                r = sd_event_add_defer(w->event, &w->status_event, on_status, w);
+        if (r >= 0)
+                r = sd_event_add_signal(w->event, NULL, SIGTERM, on_sigterm, w);
+        if (r >= 0)
+                r = sd_event_add_signal(w->event, NULL, SIGINT, on_sigterm, w);
+        if (r >= 0)
+                r = sd_event_add_signal(w->event, NULL, SIGHUP, on_sighup, w);
+        return r;
+}
+
+int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **ret) {
+        _cleanup_(worker_freep) Worker *w = calloc(1, sizeof(Worker));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->event = sd_event_ref(e);
+        w->config = config;
+        w->queue = queue;
+        w->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (w->devnull_fd < 0)
+                return -errno;
+        r = queue_keys_new(config->prefix, queue->name, &w->keys);
+        if (r >= 0)
+                r = worker_make_id(w);
+        if (r >= 0)
+                r = redis_conn_new(e, &config->redis, "command", &w->cmd);
+        if (r >= 0)
+                r = redis_conn_new(e, &config->redis, "fetch", &w->block);
+        if (r < 0)
+                return r;
+        redis_conn_set_timeout(w->cmd, config->redis_timeout_usec);
+        redis_conn_set_timeout(w->block, 0); /* only BLMOVE ... 0, which may block forever */
+        redis_conn_set_state_callback(w->cmd, on_redis_state, w);
+        redis_conn_set_state_callback(w->block, on_redis_state, w);
+        r = worker_add_sources(w);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(w);
+        return 0;
+}
+
+int worker_start(Worker *w) {
+        sd_notifyf(false, "STATUS=%s: connecting to Redis", w->queue->name);
+        redis_conn_start(w->cmd);
+        redis_conn_start(w->block);
+        return 0;
+}
+
+Worker *worker_free(Worker *w) {
+        if (!w)
+                return NULL;
+        while (w->jobs) {
+                WorkerJob *j = w->jobs;
+                w->jobs = j->next;
+                job_run_free(j->run);
+                job_result_free(j->result);
+                free(j->id);
+                free(j->key);
+                free(j);
+        }
+        w->cmd = redis_conn_free(w->cmd);
+        w->block = redis_conn_free(w->block);
+        sd_event_source_disable_unref(w->renew_timer);
+        sd_event_source_disable_unref(w->drain_timer);
+        sd_event_source_disable_unref(w->status_event);
+        queue_keys_free(w->keys);
+        queue_config_free(w->queue);
+        tasad_config_free(w->config);
+        safe_close(w->devnull_fd);
+        free(w->id);
+        free(w->proc_key);
+        sd_event_unref(w->event);
+        free(w);
+        return NULL;
+}

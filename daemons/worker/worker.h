@@ -1,0 +1,21 @@
+/* tasad-worker's manager: takes jobs of one queue from Redis and runs up to `concurrency` of
+ * them at once, holding a lease on each (DESIGN.md §3). */
+#pragma once
+
+#include "macro.h"
+
+typedef struct sd_event sd_event;
+typedef struct TasadConfig TasadConfig;
+typedef struct QueueConfig QueueConfig;
+typedef struct Worker Worker;
+
+/* Takes ownership of config and queue. queue_path is re-read on SIGHUP. */
+int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **ret);
+Worker *worker_free(Worker *w);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
+
+/* Connects and starts taking jobs; READY=1 follows the first Redis round trip. */
+int worker_start(Worker *w);
+
+/* Loads <queues_dir>/<queue>.conf for the worker of `queue`. Logs what is wrong. */
+int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig **ret);

@@ -1,0 +1,169 @@
+/* Job arguments: validation against a queue's rules, and the argv that is finally executed. */
+#include "args.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+
+#include "config.h"
+#include "macro.h"
+
+static int _printf_(3, 4) args_error(char **ret_error, int r, const char *fmt, ...) {
+        va_list ap;
+        char *m;
+        int k;
+
+        if (!ret_error)
+                return r;
+        va_start(ap, fmt);
+        k = vasprintf(&m, fmt, ap);
+        va_end(ap);
+        if (k < 0)
+                return -ENOMEM;
+        *ret_error = m;
+        return r;
+}
+
+static int arg_validate(const QueueConfig *q, const char *arg, size_t i, char **ret_error) {
+        /* A C string cannot carry a NUL; the decoders (JSON, netstring) refuse one before this. */
+        size_t cap = q->max_arg_len >= SIZE_MAX ? SIZE_MAX - 1 : (size_t) q->max_arg_len;
+        int k;
+
+        if (!arg)
+                return args_error(ret_error, -EINVAL, "args[%zu]: missing", i);
+        if (strnlen(arg, cap + 1) > cap)
+                return args_error(ret_error, -E2BIG, "args[%zu]: longer than max_arg_len (%" PRIu64 ")",
+                                  i, q->max_arg_len);
+        if (!q->arg_pattern)
+                return 0;
+        k = regexec(&q->arg_regex, arg, 0, NULL, 0);
+        if (k == REG_NOMATCH)
+                return args_error(ret_error, -EINVAL, "args[%zu]: does not match the queue's pattern '%s'",
+                                  i, q->arg_pattern);
+        if (k != 0)
+                return args_error(ret_error, -ENOMEM, "args[%zu]: matching the queue's pattern failed", i);
+        return 0;
+}
+
+int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char **ret_error) {
+        int r;
+
+        if (n_args > q->max_args)
+                return args_error(ret_error, -E2BIG, "args: %zu arguments exceed max_args (%u)", n_args,
+                                  q->max_args);
+        for (size_t i = 0; i < n_args; i++) {
+                r = arg_validate(q, args[i], i, ret_error);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* "{N}" with N in 1.. written without leading zeros: returns N (SIZE_MAX when it does not fit,
+ * which no job can satisfy), else 0: not a placeholder, the element is copied verbatim. */
+static size_t placeholder_index(const char *s) {
+        size_t n = 0;
+
+        if (s[0] != '{' || s[1] < '1' || s[1] > '9')
+                return 0;
+        for (s++; *s >= '0' && *s <= '9'; s++)
+                n = n > (SIZE_MAX - 9) / 10 ? SIZE_MAX : n * 10 + (size_t) (*s - '0');
+        return streq(s, "}") ? n : 0;
+}
+
+/* Number of argv elements a command element expands to, or -EINVAL with a message. */
+static int substitute_count(const char *elem, size_t n_args, size_t *ret, char **ret_error) {
+        size_t idx;
+
+        if (streq(elem, "{args}")) {
+                *ret = n_args;
+                return 0;
+        }
+        idx = placeholder_index(elem);
+        if (idx > n_args)
+                return args_error(ret_error, -EINVAL,
+                                  "command needs argument {%zu} but the job has only %zu", idx, n_args);
+        *ret = 1;
+        return 0;
+}
+
+static int push(char **argv, size_t *n, const char *s) {
+        argv[*n] = strdup(s);
+        if (!argv[*n])
+                return -ENOMEM;
+        (*n)++;
+        return 0;
+}
+
+/* Appends what one command element expands to. */
+static int substitute_one(const char *elem, char *const *args, size_t n_args, char **argv,
+                          size_t *n) {
+        size_t idx;
+        int r;
+
+        if (streq(elem, "{args}")) {
+                for (size_t i = 0; i < n_args; i++) {
+                        r = push(argv, n, args[i]);
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        idx = placeholder_index(elem);
+        return push(argv, n, idx > 0 ? args[idx - 1] : elem);
+}
+
+static int argv_size(const QueueConfig *q, size_t n_args, size_t *ret, char **ret_error) {
+        size_t total = 0;
+        int r;
+
+        for (char **c = q->command; *c; c++) {
+                size_t k = 1;
+
+                if (q->args_mode == ARGS_SUBSTITUTE) {
+                        r = substitute_count(*c, n_args, &k, ret_error);
+                        if (r < 0)
+                                return r;
+                }
+                if (k > SIZE_MAX / sizeof(char *) - 2 - total)
+                        return -E2BIG;
+                total += k;
+        }
+        if (q->args_mode == ARGS_APPEND) {
+                if (n_args > SIZE_MAX / sizeof(char *) - 2 - total)
+                        return -E2BIG;
+                total += n_args;
+        }
+        *ret = total;
+        return 0;
+}
+
+int args_build_argv(const QueueConfig *q, char *const *args, size_t n_args, char ***ret_argv,
+                    char **ret_error) {
+        _cleanup_strv_free_ char **argv = NULL;
+        size_t total, n = 0;
+        int r;
+
+        if (!q->command || !q->command[0])
+                return args_error(ret_error, -EINVAL, "queue has no command");
+        r = argv_size(q, n_args, &total, ret_error);
+        if (r < 0)
+                return r;
+        argv = calloc(total + 1, sizeof(char *));
+        if (!argv)
+                return -ENOMEM;
+        for (char **c = q->command; *c; c++) {
+                if (q->args_mode == ARGS_SUBSTITUTE)
+                        r = substitute_one(*c, args, n_args, argv, &n);
+                else
+                        r = push(argv, &n, *c);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; q->args_mode == ARGS_APPEND && i < n_args; i++) {
+                r = push(argv, &n, args[i]);
+                if (r < 0)
+                        return r;
+        }
+        *ret_argv = TAKE_PTR(argv);
+        return 0;
+}

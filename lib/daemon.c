@@ -1,0 +1,98 @@
+#include "daemon.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+
+#include "tasad-build.h"
+
+#include "log.h"
+
+int daemon_load_config(const char *arg, TasadConfig **ret) {
+        _cleanup_(tasad_config_freep) TasadConfig *c = NULL;
+        _cleanup_free_ char *error = NULL;
+        const char *path = arg ? arg : secure_getenv("TASAD_CONF");
+        int r;
+
+        r = tasad_config_load(path ? path : TASAD_CONF_DEFAULT, &c, &error);
+        if (r == -ENOENT && !path) {
+                log_info("No %s, using built-in defaults.", TASAD_CONF_DEFAULT);
+                r = tasad_config_new_default(&c);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to load configuration: %s",
+                                       error ? error : strerror(-r));
+        r = tasad_config_load_credentials(c, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load credentials: %s",
+                                       error ? error : strerror(-r));
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int daemon_block_signals(void) {
+        sigset_t s;
+
+        sigemptyset(&s);
+        sigaddset(&s, SIGTERM);
+        sigaddset(&s, SIGINT);
+        sigaddset(&s, SIGHUP);
+        sigaddset(&s, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &s, NULL) < 0)
+                return -errno;
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return -errno;
+        return 0;
+}
+
+static bool arg_check_config = false;
+
+bool daemon_check_config_only(void) {
+        return arg_check_config;
+}
+
+int daemon_parse_argv(int argc, char *argv[], const char *summary, const char *positional,
+                      const char **ret_config, const char **ret_positional) {
+        static const struct option options[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", no_argument, NULL, 'C' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {}
+        };
+        int c;
+
+        *ret_config = NULL;
+        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        *ret_config = optarg;
+                        break;
+                case 'C':
+                        arg_check_config = true;
+                        break;
+                case 'V':
+                        printf("%s %s\n", program_invocation_short_name, TASAD_VERSION);
+                        return 0;
+                case 'h':
+                        printf("Usage: %s [-c FILE] [--check-config]%s%s\n%s\n\n"
+                               "  -c, --config FILE  configuration file (default $TASAD_CONF or %s)\n"
+                               "      --check-config validate the configuration and the queues, then exit\n"
+                               "  -h, --help         this text\n"
+                               "      --version      the version\n",
+                               program_invocation_short_name, positional ? " " : "",
+                               positional ? positional : "", summary, TASAD_CONF_DEFAULT);
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (positional && optind == argc - 1) {
+                *ret_positional = argv[optind];
+                return 1;
+        }
+        if (!positional && optind == argc)
+                return 1;
+        return log_error_errno(-EINVAL, "%s (see --help).",
+                               positional ? "Expected exactly one argument, the queue name"
+                                          : "No arguments expected");
+}

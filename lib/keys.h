@@ -1,0 +1,21 @@
+/* Redis key names (docs/protocol.md): the one place they are built. All keys of a queue share
+ * the hash tag {queue}. */
+#pragma once
+
+#include "macro.h"
+
+typedef struct QueueKeys {
+        char *ready, *leases, *workers, *delayed, *dead, *done, *stats;
+        char *job_prefix;     /* "P:{q}:job:" */
+        char *proc_prefix;    /* "P:{q}:proc:" */
+        char *batch_prefix;   /* "P:{q}:batch:" */
+} QueueKeys;
+
+int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret);
+QueueKeys *queue_keys_free(QueueKeys *k);
+DEFINE_TRIVIAL_CLEANUP_FUNC(QueueKeys *, queue_keys_free);
+
+/* "<prefix-of-kind><id>"; NULL on allocation failure. */
+char *queue_key_job(const QueueKeys *k, const char *id);
+char *queue_key_proc(const QueueKeys *k, const char *worker_id);
+char *queue_key_batch(const QueueKeys *k, const char *batch_id);

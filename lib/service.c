@@ -1,0 +1,224 @@
+#include "service.h"
+
+#include <hiredis/hiredis.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "job.h"
+#include "keys.h"
+#include "log.h"
+#include "redis.h"
+
+static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
+        Service *s = userdata;
+
+        if (!up && !s->redis_down) {
+                s->redis_down = true;
+                s->down_since = time(NULL);
+                log_warning_errno(error, "Redis is unreachable: %m; requests that need it get "
+                                  "503 until it is back, reconnecting with backoff.");
+                sd_notifyf(false, "STATUS=%s: Redis unreachable, reconnecting", s->name);
+        } else if (up) {
+                if (s->redis_down)
+                        log_info("Redis is reachable again after %lds.",
+                                 (long) (time(NULL) - s->down_since));
+                s->redis_down = false;
+                if (!s->ready_sent) {
+                        s->ready_sent = true;
+                        sd_notify(false, "READY=1");
+                        log_info("%s ready, serving %zu queue(s).", s->name, s->queues->n_queues);
+                }
+                sd_notifyf(false, "STATUS=%s: serving %zu queue(s)", s->name, s->queues->n_queues);
+        }
+        if (s->state_hook)
+                s->state_hook(s, up, s->state_userdata);
+}
+
+int service_new(sd_event *e, const char *name, TasadConfig *config, Service **ret) {
+        _cleanup_(service_freep) Service *s = calloc(1, sizeof(Service));
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->event = sd_event_ref(e);
+        s->name = name;
+        s->config = config;
+        r = queue_set_load(config->queues_dir, &s->queues, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the queues: %s",
+                                       error ? error : strerror(-r));
+        s->keys = calloc(s->queues->n_queues + 1, sizeof(QueueKeys *));
+        if (!s->keys)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->queues->n_queues; i++) {
+                r = queue_keys_new(config->prefix, s->queues->queues[i]->name, &s->keys[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = redis_conn_new(e, &config->redis, "command", &s->redis);
+        if (r < 0)
+                return r;
+        redis_conn_set_timeout(s->redis, config->redis_timeout_usec);
+        redis_conn_set_state_callback(s->redis, on_redis_state, s);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+Service *service_free(Service *s) {
+        if (!s)
+                return NULL;
+        s->http = http_server_free(s->http);
+        s->redis = redis_conn_free(s->redis);
+        if (s->keys && s->queues)
+                for (size_t i = 0; i < s->queues->n_queues; i++)
+                        queue_keys_free(s->keys[i]);
+        free(s->keys);
+        queue_set_free(s->queues);
+        tasad_config_free(s->config);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
+                  size_t n_routes, void *userdata) {
+        bool activated = false;
+        int fd = -EBADF, r;
+
+        r = http_listen_fd(fdname, path, &fd, &activated);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the socket %s: %m", path);
+        r = http_server_new(s->event, fd, routes, n_routes, userdata, s->config->max_request,
+                            &s->http);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the HTTP server: %m");
+        log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
+        sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);
+        return redis_conn_start(s->redis);
+}
+
+int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
+                          size_t *ret_index) {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        int r;
+
+        for (size_t i = 0; i < s->queues->n_queues; i++) {
+                const QueueConfig *q = s->queues->queues[i];
+                if (!streq(q->name, name))
+                        continue;
+                if (http_request_peer(req, &uid, &gid, &pid) >= 0) {
+                        r = auth_uid_in_groups(uid, gid, write ? q->submit_groups : q->read_groups);
+                        if (r <= 0) {
+                                http_reply_error(req, 403, "forbidden",
+                                                 "user %u may not %s queue '%s'", (unsigned) uid,
+                                                 write ? "submit to" : "read", name);
+                                return -EPERM;
+                        }
+                }
+                *ret_index = i;
+                return 0;
+        }
+        http_reply_error(req, 404, "not-found", "no queue '%s'", name);
+        return -ENOENT;
+}
+
+int service_require_redis(Service *s, HttpRequest *req) {
+        if (redis_conn_is_up(s->redis))
+                return 0;
+        http_reply_error(req, 503, "unavailable", "Redis is unreachable; nothing was changed, try again later");
+        return -ENOTCONN;
+}
+
+typedef struct Locate Locate;
+typedef struct LocateItem {
+        Locate *locate;
+        size_t index;           /* the queue this EXISTS asked about */
+} LocateItem;
+
+struct Locate {
+        Service *service;
+        ServiceLocateCallback cb;
+        void *userdata;
+        size_t pending, found, index;
+        int error;
+        LocateItem items[];
+};
+
+static void on_exists(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        LocateItem *item = userdata;
+        Locate *l = item->locate;
+        long long v = 0;
+
+        if (error < 0)
+                l->error = error;
+        else if (redis_reply_integer(reply, &v) >= 0 && v > 0) {
+                l->found++;
+                l->index = item->index;
+        }
+        if (--l->pending > 0)
+                return;
+        if (l->error < 0)
+                l->cb(l->service, l->error, 0, l->userdata);
+        else if (l->found == 0)
+                l->cb(l->service, -ENOENT, 0, l->userdata);
+        else if (l->found > 1)
+                l->cb(l->service, -ENOTUNIQ, 0, l->userdata);
+        else
+                l->cb(l->service, 0, l->index, l->userdata);
+        free(l);
+}
+
+int service_locate(Service *s, ServiceKeyFunc keyf, const char *id, const char *queue_hint,
+                   ServiceLocateCallback cb, void *userdata) {
+        size_t n = s->queues->n_queues, sent = 0;
+        Locate *l;
+        int r;
+
+        if (!job_id_is_valid(id))
+                return -ENOENT;
+        l = calloc(1, sizeof(Locate) + n * sizeof(LocateItem));
+        if (!l)
+                return -ENOMEM;
+        *l = (Locate){ .service = s, .cb = cb, .userdata = userdata };
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *key = NULL;
+                if (queue_hint && !streq(queue_hint, s->queues->queues[i]->name))
+                        continue;
+                key = keyf(s->keys[i], id);
+                if (!key)
+                        continue;
+                l->items[i] = (LocateItem){ l, i };
+                r = redis_command_argv(s->redis, on_exists, &l->items[i], 2,
+                                       (const char *[]){ "EXISTS", key }, NULL);
+                if (r < 0)
+                        l->error = r;
+                else
+                        sent++;
+        }
+        /* Replies only arrive from the event loop, never while we are still sending. */
+        l->pending = sent;
+        if (sent > 0)
+                return 0;
+        r = l->error < 0 ? l->error : -ENOENT;
+        free(l);
+        return r;
+}
+
+void service_reply_locate_error(HttpRequest *req, int r, const char *id) {
+        if (r == -ENOENT)
+                http_reply_error(req, 404, "not-found", "no job '%s'", id);
+        else if (r == -ENOTUNIQ)
+                http_reply_error(req, 409, "conflict",
+                                 "job id '%s' exists in several queues: name the queue", id);
+        else if (r == -ENOTCONN || r == -ECONNRESET || r == -ETIMEDOUT)
+                http_reply_error(req, 503, "unavailable", "Redis is unreachable; try again later");
+        else
+                http_reply_error(req, 500, "internal", "looking up job '%s' failed: %s", id,
+                                 strerror(-r));
+}

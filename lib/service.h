@@ -1,0 +1,66 @@
+/* What tasad-scheduler and tasad-results share: the queues they serve with their Redis keys,
+ * one command connection to Redis with outage reporting (one log line per outage, STATUS=,
+ * READY=1 after the first round trip), the HTTP server on the activated or self-bound socket,
+ * and per-request helpers (queue lookup with authorization, finding which queue holds an id). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "macro.h"
+
+typedef struct sd_event sd_event;
+typedef struct TasadConfig TasadConfig;
+typedef struct QueueConfig QueueConfig;
+typedef struct QueueSet QueueSet;
+typedef struct QueueKeys QueueKeys;
+typedef struct RedisConn RedisConn;
+typedef struct HttpServer HttpServer;
+typedef struct HttpRequest HttpRequest;
+typedef struct HttpRoute HttpRoute;
+
+typedef struct Service Service;
+typedef void (*ServiceStateHook)(Service *s, bool up, void *userdata);
+
+struct Service {
+        sd_event *event;
+        const char *name;          /* "tasad-scheduler" */
+        TasadConfig *config;
+        QueueSet *queues;
+        QueueKeys **keys;          /* keys[i] belongs to queues->queues[i] */
+        RedisConn *redis;
+        HttpServer *http;
+        bool ready_sent, redis_down;
+        time_t down_since;
+        ServiceStateHook state_hook;
+        void *state_userdata;
+};
+
+/* Takes ownership of config; loads the queues of config->queues_dir (logs what is wrong). */
+int service_new(sd_event *e, const char *name, TasadConfig *config, Service **ret);
+Service *service_free(Service *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Service *, service_free);
+
+/* Opens the socket (fd name `fdname` from systemd, else `path`) and connects to Redis. */
+int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
+                  size_t n_routes, void *userdata);
+
+/* The queue named in the request, if it exists and the peer may use it (groups: the queue's
+ * submit_groups when `write`, else read_groups). Otherwise replies 404/403 and returns < 0. */
+int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
+                          size_t *ret_index);
+
+/* Replies 503 when Redis is down and returns -ENOTCONN; 0 when up. */
+int service_require_redis(Service *s, HttpRequest *req);
+
+/* Finds the queue holding the key `key(keys, id)` (queue_key_job for jobs, queue_key_batch for
+ * batches), only in `queue_hint` when not NULL: calls back with the index of the queue,
+ * -ENOENT (nowhere), -ENOTUNIQ (in several) or another -errno. */
+typedef void (*ServiceLocateCallback)(Service *s, int r, size_t index, void *userdata);
+typedef char *(*ServiceKeyFunc)(const QueueKeys *k, const char *id);
+int service_locate(Service *s, ServiceKeyFunc key, const char *id, const char *queue_hint,
+                   ServiceLocateCallback cb, void *userdata);
+
+/* Replies with the error that a failed service_locate() means. */
+void service_reply_locate_error(HttpRequest *req, int r, const char *id);

@@ -1,0 +1,350 @@
+/* tasactl: the command line, the verb table, and the configuration behind the client. */
+#include <getopt.h>
+#include <stdarg.h>
+
+#include "client.h"
+#include "config.h"
+#include "output.h"
+#include "parse.h"
+#include "tasactl.h"
+#include "tasad-build.h"
+
+bool arg_json = false;
+bool arg_stdin = false;
+bool arg_each = false;
+bool arg_wait = false;
+bool arg_stderr = false;
+const char *arg_payload_file = NULL;
+const char *arg_id = NULL;
+const char *arg_queue = NULL;
+const char *arg_timeout = NULL;
+uint64_t arg_timeout_usec = USEC_INFINITY;
+static const char *arg_config = NULL;
+static const char *arg_scheduler_socket = NULL;
+static const char *arg_results_socket = NULL;
+
+static Client *client = NULL;
+static uint64_t max_request = 0;
+
+/* Long options without a short form. Verb options come last and in the order of their bits in
+ * Verb.options (OPTION_BIT). */
+enum {
+        ARG_VERSION = 0x100,
+        ARG_JSON,
+        ARG_SCHEDULER_SOCKET,
+        ARG_RESULTS_SOCKET,
+        ARG_STDIN,
+        ARG_PAYLOAD_FILE,
+        ARG_ID,
+        ARG_TIMEOUT,
+        ARG_EACH,
+        ARG_WAIT,
+        ARG_STDERR,
+        ARG_QUEUE,
+};
+#define OPTION_BIT(arg) (1u << ((arg) - ARG_STDIN))
+#define OPT_SUBMIT                                                                       \
+        (OPTION_BIT(ARG_STDIN) | OPTION_BIT(ARG_PAYLOAD_FILE) | OPTION_BIT(ARG_ID) |     \
+         OPTION_BIT(ARG_TIMEOUT) | OPTION_BIT(ARG_EACH) | OPTION_BIT(ARG_WAIT))
+
+static const struct option options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, ARG_VERSION },
+        { "config", required_argument, NULL, 'c' },
+        { "json", no_argument, NULL, ARG_JSON },
+        { "scheduler-socket", required_argument, NULL, ARG_SCHEDULER_SOCKET },
+        { "results-socket", required_argument, NULL, ARG_RESULTS_SOCKET },
+        { "stdin", no_argument, NULL, ARG_STDIN },
+        { "payload-file", required_argument, NULL, ARG_PAYLOAD_FILE },
+        { "id", required_argument, NULL, ARG_ID },
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },
+        { "each", no_argument, NULL, ARG_EACH },
+        { "wait", no_argument, NULL, ARG_WAIT },
+        { "stderr", no_argument, NULL, ARG_STDERR },
+        { "queue", required_argument, NULL, ARG_QUEUE },
+        {},
+};
+
+typedef struct Verb {
+        const char *name;
+        size_t min_args, max_args;      /* positional arguments after the verb */
+        unsigned options;               /* OPTION_BIT()s of the verb options it accepts */
+        const char *synopsis;
+        int (*run)(int argc, char *argv[]);
+} Verb;
+
+static const Verb verbs[] = {
+        { "submit", 1, SIZE_MAX, OPT_SUBMIT, "QUEUE [ARG]...", verb_submit },
+        { "status", 1, 1, OPTION_BIT(ARG_QUEUE), "ID", verb_status },
+        { "result", 1, 1, OPTION_BIT(ARG_QUEUE) | OPTION_BIT(ARG_STDERR), "ID", verb_result },
+        { "wait", 1, SIZE_MAX, OPTION_BIT(ARG_QUEUE) | OPTION_BIT(ARG_TIMEOUT), "ID...", verb_wait },
+        { "cancel", 1, 1, OPTION_BIT(ARG_QUEUE), "ID", verb_cancel },
+        { "queues", 0, 0, 0, "", verb_queues },
+        { "dead", 1, 1, 0, "QUEUE", verb_dead },
+        { "requeue", 2, 2, 0, "QUEUE ID", verb_requeue },
+};
+
+static const char help_text[] =
+"Usage: tasactl [OPTION]... VERB [ARGUMENT]...\n"
+"Submit jobs to tasad queues and follow them, through the sockets of tasad-scheduler\n"
+"(submit, cancel, requeue) and tasad-results (everything that reads).\n"
+"\n"
+"Verbs:\n"
+"  submit QUEUE [ARG]...  submit one job with these arguments; print its id\n"
+"  status ID              show a job's state, outcome and accounting\n"
+"  result ID              print the bytes the job wrote to stdout (--stderr: stderr)\n"
+"  wait ID...             wait until the jobs are final; print \"ID STATE OUTCOME\" each\n"
+"  cancel ID              cancel a queued, delayed or running job\n"
+"  queues                 list the queues: jobs per state and workers\n"
+"  dead QUEUE             list the jobs in a queue's dead-letter list\n"
+"  requeue QUEUE ID       move a dead job back to the ready list\n"
+"\n"
+"Global options (before or after the verb):\n"
+"  -c, --config=FILE          configuration file to read the socket paths from\n"
+"                             (default: $TASAD_CONF, else " TASAD_CONF_DEFAULT ");\n"
+"                             built-in defaults when it does not exist\n"
+"      --scheduler-socket=PATH  tasad-scheduler's socket (default:\n"
+"                             $TASAD_SCHEDULER_SOCKET, else scheduler_socket)\n"
+"      --results-socket=PATH  tasad-results' socket (default: $TASAD_RESULTS_SOCKET,\n"
+"                             else results_socket)\n"
+"      --json                 machine output: every JSON object the daemon answered,\n"
+"                             one compact object per line\n"
+"  -h, --help                 show this help and exit\n"
+"      --version              show the version and exit\n"
+"\n"
+"Submit options:\n"
+"      --stdin                the job's stdin (payload) is standard input, any bytes\n"
+"      --payload-file=FILE    the job's stdin is the content of FILE\n"
+"      --id=KEY               idempotency key: a job with this id that exists in the\n"
+"                             queue is not submitted again ([A-Za-z0-9_.:-]{1,64})\n"
+"      --timeout=DURATION     the job's timeout (\"90s\", \"5m\"), at most the queue's\n"
+"      --each                 one job per non-empty line of standard input: the line's\n"
+"                             whitespace-separated words are appended to the ARGs;\n"
+"                             sent in batches of 10000 jobs, one id printed per line\n"
+"      --wait                 wait for the job, copy its stdout to stdout and its\n"
+"                             stderr to stderr, and exit with the job's exit status\n"
+"\n"
+"Job options:\n"
+"      --queue=QUEUE          status, result, wait, cancel: look in QUEUE only\n"
+"      --stderr               result: print the job's stderr instead of its stdout\n"
+"      --timeout=DURATION     wait: give up after DURATION in all (exit status 2)\n"
+"\n"
+"Job arguments that begin with \"-\" follow \"--\": tasactl submit q -- -v host\n"
+"\n"
+"Exit status:\n"
+"  0      success; wait: every job is done\n"
+"  1      failure, explained in one line on stderr; wait: a job failed or was\n"
+"         cancelled; submit --wait: the job failed without exiting (cancelled,\n"
+"         lease lost, sandbox violation, resource limit, invalid)\n"
+"  2      usage error; wait: the --timeout passed before every job was final\n"
+"  N      submit --wait: the job exited with status N\n"
+"  124    submit --wait: the job was killed at its timeout\n"
+"  128+N  submit --wait: the job was killed by signal N\n"
+"\n"
+"Environment:\n"
+"  TASAD_CONF, TASAD_SCHEDULER_SOCKET, TASAD_RESULTS_SOCKET  as above\n"
+"\n"
+"Examples:\n"
+"  tasactl submit tnmap 127.0.0.1\n"
+"  seq 1 1000 | tasactl submit square --each > ids\n"
+"  tasactl wait --timeout 10m $(cat ids)\n"
+"  tasactl submit --wait --stdin compress < data > data.out\n"
+"  tasactl --json status 01hx3k9q2m7v8w4t5r6s | jq .outcome\n"
+"\n"
+"See docs/tasactl.md and docs/api.md.\n";
+
+int tasactl_usage_error(const char *format, ...) {
+        char buf[2048];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+        fprintf(stderr, "tasactl: %s (see 'tasactl --help')\n", buf);
+        return TASACTL_EXIT_USAGE;
+}
+
+static const char *option_name(int val) {
+        for (const struct option *o = options; o->name; o++)
+                if (o->val == val)
+                        return o->name;
+        return "?";
+}
+
+/* getopt_long's '?' and ':' as one usage line (opterr is off). */
+static int option_error(int c, char *argv[]) {
+        const char *arg = argv[optind - 1];
+        size_t n = strcspn(arg, "=");
+
+        if (c == ':')
+                return optopt >= ARG_VERSION || optopt == 0 ?
+                        tasactl_usage_error("option '--%s' needs a value", option_name(optopt)) :
+                        tasactl_usage_error("option '-%c' needs a value", optopt);
+        if (optopt >= ARG_VERSION || optopt == 'h')
+                return tasactl_usage_error("option '--%s' takes no value", option_name(optopt));
+        if (optopt > 0)
+                return tasactl_usage_error("unknown option '-%c'", optopt);
+        return tasactl_usage_error("unknown option '%.*s'", (int) n, arg);
+}
+
+static int parse_timeout(const char *s) {
+        if (parse_duration(s, &arg_timeout_usec) < 0)
+                return tasactl_usage_error("invalid duration '%s' for --timeout (e.g. 90s, 5m, 1h30m)",
+                                           s);
+        arg_timeout = s;
+        return 0;
+}
+
+/* Sets the arg_* of one option. 0, or a usage error's exit status. */
+static int parse_option(int c) {
+        switch (c) {
+        case 'c': arg_config = optarg; break;
+        case ARG_JSON: arg_json = true; break;
+        case ARG_SCHEDULER_SOCKET: arg_scheduler_socket = optarg; break;
+        case ARG_RESULTS_SOCKET: arg_results_socket = optarg; break;
+        case ARG_STDIN: arg_stdin = true; break;
+        case ARG_PAYLOAD_FILE: arg_payload_file = optarg; break;
+        case ARG_ID: arg_id = optarg; break;
+        case ARG_TIMEOUT: return parse_timeout(optarg);
+        case ARG_EACH: arg_each = true; break;
+        case ARG_WAIT: arg_wait = true; break;
+        case ARG_STDERR: arg_stderr = true; break;
+        case ARG_QUEUE: arg_queue = optarg; break;
+        default: return tasactl_usage_error("unhandled option %d", c);
+        }
+        return 0;
+}
+
+static bool option_has_value(int val) {
+        for (const struct option *o = options; o->name; o++)
+                if (o->val == val)
+                        return o->has_arg != no_argument;
+        return false;
+}
+
+/* Options anywhere on the line (getopt permutes); returns 1 to go on, 0 to exit successfully
+ * (--help, --version), or a usage error's exit status negated. *ret_seen: verb options given. */
+static int parse_argv(int argc, char *argv[], unsigned *ret_seen) {
+        unsigned seen = 0;
+        int c, r;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hc:", options, NULL)) >= 0) {
+                if (c == 'h') {
+                        fputs(help_text, stdout);
+                        return 0;
+                }
+                if (c == ARG_VERSION) {
+                        puts("tasactl (tasad) " TASAD_VERSION);
+                        return 0;
+                }
+                if (c == '?' || c == ':')
+                        return -option_error(c, argv);
+                if (option_has_value(c) && !*optarg)
+                        return -tasactl_usage_error("option '--%s' needs a non-empty value",
+                                                    option_name(c));
+                r = parse_option(c);
+                if (r != 0)
+                        return -r;
+                if (c >= ARG_STDIN)
+                        seen |= OPTION_BIT(c);
+        }
+        *ret_seen = seen;
+        return 1;
+}
+
+/* The verb of argv[0], with its arguments and options checked. */
+static int verb_find(int argc, char *argv[], unsigned seen, const Verb **ret) {
+        const Verb *v = NULL;
+        size_t n = argc > 0 ? (size_t) argc - 1 : 0;
+
+        if (argc <= 0)
+                return tasactl_usage_error("missing verb");
+        for (size_t i = 0; i < ELEMENTSOF(verbs) && !v; i++)
+                if (streq(verbs[i].name, argv[0]))
+                        v = &verbs[i];
+        if (!v)
+                return tasactl_usage_error("unknown verb '%s'", argv[0]);
+        if (n < v->min_args || n > v->max_args)
+                return tasactl_usage_error("%s arguments for '%s'; usage: tasactl %s %s",
+                                           n < v->min_args ? "missing" : "too many", v->name,
+                                           v->name, v->synopsis);
+        for (size_t i = 1; i <= v->min_args; i++)
+                if (!*argv[i])
+                        return tasactl_usage_error("empty argument for '%s'; usage: tasactl %s %s",
+                                                   v->name, v->name, v->synopsis);
+        for (int a = ARG_STDIN; a <= ARG_QUEUE; a++)
+                if ((seen & OPTION_BIT(a)) && !(v->options & OPTION_BIT(a)))
+                        return tasactl_usage_error("option '--%s' does not apply to '%s'",
+                                                   option_name(a), v->name);
+        *ret = v;
+        return 0;
+}
+
+static const char *env_nonempty(const char *name) {
+        const char *e = secure_getenv(name);
+        return e && *e ? e : NULL;
+}
+
+/* The configuration file, or built-in defaults when it does not exist (or is not needed
+ * because both sockets were given). */
+static int config_load(const char *scheduler, const char *results, TasadConfig **ret) {
+        const char *path = arg_config ?: env_nonempty("TASAD_CONF") ?: TASAD_CONF_DEFAULT;
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (!(scheduler && results)) {
+                r = tasad_config_load(path, ret, &error);
+                if (r != -ENOENT) {
+                        if (r < 0 && error)
+                                return output_error(r, "%s", error);
+                        if (r < 0)
+                                return output_error(r, "cannot load configuration %s: %m", path);
+                        return 0;
+                }
+        }
+        r = tasad_config_new_default(ret);
+        return r < 0 ? output_error(r, "cannot set up the default configuration: %m") : 0;
+}
+
+int tasactl_client(Client **ret) {
+        _cleanup_(tasad_config_freep) TasadConfig *config = NULL;
+        const char *sched = arg_scheduler_socket ?: env_nonempty("TASAD_SCHEDULER_SOCKET");
+        const char *res = arg_results_socket ?: env_nonempty("TASAD_RESULTS_SOCKET");
+        int r;
+
+        if (!client) {
+                r = config_load(sched, res, &config);
+                if (r < 0)
+                        return r;
+                r = client_new(sched ?: config->scheduler_socket, res ?: config->results_socket,
+                               &client);
+                if (r < 0)
+                        return r;
+                max_request = config->max_request;
+        }
+        *ret = client;
+        return 0;
+}
+
+uint64_t tasactl_max_request(void) {
+        return max_request;
+}
+
+int main(int argc, char *argv[]) {
+        const Verb *verb = NULL;
+        unsigned seen = 0;
+        int r;
+
+        r = parse_argv(argc, argv, &seen);
+        if (r <= 0)
+                return -r;
+        r = verb_find(argc - optind, argv + optind, seen, &verb);
+        if (r != 0)
+                return r;
+        r = verb->run(argc - optind, argv + optind);
+        client = client_free(client);
+        if (output_flush() < 0)
+                return TASACTL_EXIT_FAILURE;
+        return r < 0 ? TASACTL_EXIT_FAILURE : r;
+}
