@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include "config.h"
 #include "macro.h"
@@ -58,31 +59,40 @@ int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char *
         return 0;
 }
 
-/* "{N}" with N in 1.. written without leading zeros: returns N (SIZE_MAX when it does not fit,
- * which no job can satisfy), else 0: not a placeholder, the element is copied verbatim. */
-static size_t placeholder_index(const char *s) {
+/* Whether elem is a "{N}" placeholder: '{', one or more ASCII digits, '}' (the rule config.c
+ * uses to pick ARGS_SUBSTITUTE). *ret_n is N, saturated at SIZE_MAX. Any other element,
+ * "--port={1}" included, is passed literally. */
+static bool placeholder_number(const char *elem, size_t *ret_n) {
+        const char *s = elem + 1;
         size_t n = 0;
 
-        if (s[0] != '{' || s[1] < '1' || s[1] > '9')
-                return 0;
-        for (s++; *s >= '0' && *s <= '9'; s++)
+        if (elem[0] != '{' || *s < '0' || *s > '9')
+                return false;
+        for (; *s >= '0' && *s <= '9'; s++)
                 n = n > (SIZE_MAX - 9) / 10 ? SIZE_MAX : n * 10 + (size_t) (*s - '0');
-        return streq(s, "}") ? n : 0;
+        if (!streq(s, "}"))
+                return false;
+        *ret_n = n;
+        return true;
 }
 
-/* Number of argv elements a command element expands to, or -EINVAL with a message. */
+/* Number of argv elements a command element expands to, or -EINVAL with a message when it
+ * names an argument the job does not have. */
 static int substitute_count(const char *elem, size_t n_args, size_t *ret, char **ret_error) {
-        size_t idx;
+        size_t idx, k = 1;
 
-        if (streq(elem, "{args}")) {
-                *ret = n_args;
-                return 0;
+        if (streq(elem, "{args}"))
+                k = n_args;
+        else if (placeholder_number(elem, &idx)) {
+                if (idx == 0)
+                        return args_error(ret_error, -EINVAL,
+                                          "command element '%s': arguments are numbered from {1}", elem);
+                if (idx > n_args)
+                        return args_error(ret_error, -EINVAL,
+                                          "command needs argument {%zu} but the job has only %zu", idx,
+                                          n_args);
         }
-        idx = placeholder_index(elem);
-        if (idx > n_args)
-                return args_error(ret_error, -EINVAL,
-                                  "command needs argument {%zu} but the job has only %zu", idx, n_args);
-        *ret = 1;
+        *ret = k;
         return 0;
 }
 
@@ -108,8 +118,10 @@ static int substitute_one(const char *elem, char *const *args, size_t n_args, ch
                 }
                 return 0;
         }
-        idx = placeholder_index(elem);
-        return push(argv, n, idx > 0 ? args[idx - 1] : elem);
+        /* substitute_count() has checked 1 <= idx <= n_args */
+        if (placeholder_number(elem, &idx))
+                return push(argv, n, args[idx - 1]);
+        return push(argv, n, elem);
 }
 
 static int argv_size(const QueueConfig *q, size_t n_args, size_t *ret, char **ret_error) {

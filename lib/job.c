@@ -291,6 +291,7 @@ static int spec_parse_id(SpecParser *p, const json_t *v, char **ret_error) {
 }
 
 static int spec_timeout_value(const json_t *v, uint64_t *ret_usec, char **ret_error) {
+        uint64_t usec = 0;
         const char *s;
 
         if (json_is_integer(v)) {
@@ -306,10 +307,11 @@ static int spec_timeout_value(const json_t *v, uint64_t *ret_usec, char **ret_er
                 return spec_error(ret_error, -EINVAL,
                                   "timeout: must be a duration string or a positive integer of seconds");
         s = json_cstring(v);
-        if (!s || parse_duration(s, ret_usec) < 0)
+        if (!s || parse_duration(s, &usec) < 0)
                 return spec_error(ret_error, -EINVAL, "timeout: not a valid duration (e.g. \"90s\", \"5m\")");
-        if (*ret_usec == 0)
+        if (usec == 0)
                 return spec_error(ret_error, -EINVAL, "timeout: must be positive");
+        *ret_usec = usec;
         return 0;
 }
 

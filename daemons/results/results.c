@@ -173,7 +173,7 @@ static int write_result_dir(Results *r, size_t qi, const char *id, const redisRe
         if (mkdir(tmp, 0750) < 0)
                 return -errno;
         dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        json = json_dumps(status, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json = json_dumps(status, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
         if (dfd < 0 || !json)
                 return dfd < 0 ? -errno : -ENOMEM;
         k = write_file(dfd, "stdout", out ? out : "", out ? out_len : 0);

@@ -230,7 +230,7 @@ static int decode_batch(HttpRequest *req, const json_t *body, const QueueConfig 
         if (!specs)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                snprintf(where, sizeof(where), "jobs[%zu].", i);
+                snprintf(where, sizeof(where), "jobs[%zu]: ", i);
                 if (decode_spec(req, json_array_get(jobs, i), q, where, &specs[i]) < 0) {
                         for (size_t k = 0; k < i; k++)
                                 job_spec_free(specs[k]);

@@ -344,38 +344,33 @@ static void on_start_reply(RedisConn *c, const redisReply *reply, int error, voi
         job_launch(j, reply);
 }
 
+static int job_send_start(WorkerJob *j) {
+        Worker *w = j->worker;
+        struct timespec ts;
+        char lease[24], started[24];
+        const char *argv[] = { w->proc_key, j->key, w->keys->leases, w->keys->workers,
+                               j->id, w->id, lease, started };
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(started, sizeof(started), "%" PRIu64,
+                 (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC);
+        snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
+        return redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 4, ELEMENTSOF(argv), argv,
+                            NULL);
+}
+
 static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         Worker *w = userdata;
         const char *id = redis_reply_string(reply, NULL);
-        char started[24];
         WorkerJob *j;
 
         w->fetching = false;
-        if (error < 0 || !id) {
-                worker_fetch(w);
-                return;
-        }
-        j = job_new(w, id);
-        if (!j) {
-                log_oom();
-                return;
-        }
-        {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                snprintf(started, sizeof(started), "%" PRIu64,
-                         (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000);
-        }
-        {
-                char lease[24];
-                const char *argv[] = { w->proc_key, j->key, w->keys->leases, w->keys->workers,
-                                       j->id, w->id, lease, started };
-                snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
-                if (redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 4, ELEMENTSOF(argv),
-                                 argv, NULL) < 0) {
-                        job_free(j);
-                        return;
-                }
+        if (error >= 0 && id) {
+                j = job_new(w, id);
+                if (!j)
+                        log_oom();
+                else if (job_send_start(j) < 0)
+                        job_free(j); /* the id stays in our proc list: released on reconnect */
         }
         worker_fetch(w);
 }
