@@ -70,18 +70,41 @@ static void setting_key(const config_setting_t *s, char *buf, size_t size) {
                 snprintf(buf, size, "?");
 }
 
+/* The directory part of path, for @include directives ("." for a bare file name). */
+static char *path_dirname(const char *path) {
+        const char *slash = strrchr(path, '/');
+
+        if (!slash)
+                return strdup(".");
+        return strndup(path, slash == path ? 1 : (size_t) (slash - path));
+}
+
+/* The file to cite for a setting or syntax error: libconfig names the loaded stream NULL (it is
+ * path) and an @include'd file as written, relative to path's directory. */
+static char *source_name(const char *path, const char *file) {
+        _cleanup_free_ char *dir = NULL;
+        char *s;
+
+        if (!file || file[0] == '/')
+                return strdup(file ?: path);
+        dir = path_dirname(path);
+        if (!dir || asprintf(&s, "%s/%s", dir, file) < 0)
+                return NULL;
+        return s;
+}
+
 /* Turns a Problem into "<file>:<line>: <key>: <msg>" (or "<file>: <key>: <msg>"). */
 static int problem_report(Problem *p, int r, const char *path, const char *key, char **ret_error) {
-        _cleanup_free_ char *msg = TAKE_PTR(p->msg);
+        _cleanup_free_ char *msg = TAKE_PTR(p->msg), *file = NULL;
         char name[128];
 
         if (!msg)
                 return error_printf(ret_error, r, "%s: %s: Out of memory", path, key);
         if (!p->where)
                 return error_printf(ret_error, r, "%s: %s: %s", path, key, msg);
+        file = source_name(path, config_setting_source_file(p->where));
         setting_key(p->where, name, sizeof(name));
-        return error_printf(ret_error, r, "%s:%u: %s: %s",
-                            config_setting_source_file(p->where) ?: path,
+        return error_printf(ret_error, r, "%s:%u: %s: %s", file ?: path,
                             config_setting_source_line(p->where), name, msg);
 }
 
@@ -403,28 +426,20 @@ static void config_freep(config_t **c) {
         }
 }
 
-/* The directory part of path, for @include directives ("." for a bare file name). */
-static char *path_dirname(const char *path) {
-        const char *slash = strrchr(path, '/');
-
-        if (!slash)
-                return strdup(".");
-        return strndup(path, slash == path ? 1 : (size_t) (slash - path));
-}
-
 static int config_parse_stream(FILE *f, const char *path, config_t **ret, char **ret_error) {
         _cleanup_(config_freep) config_t *cfg = malloc(sizeof(config_t));
-        _cleanup_free_ char *dir = path_dirname(path);
+        _cleanup_free_ char *dir = path_dirname(path), *file = NULL;
 
         if (!cfg || !dir)
                 return error_printf(ret_error, -ENOMEM, "%s: Out of memory", path);
         config_init(cfg);
         /* Relative @include paths are taken relative to the including file, not to our cwd. */
         config_set_include_dir(cfg, dir);
-        if (!config_read(cfg, f))
-                return error_printf(ret_error, -EINVAL, "%s:%d: %s",
-                                    config_error_file(cfg) ?: path, config_error_line(cfg),
-                                    config_error_text(cfg));
+        if (!config_read(cfg, f)) {
+                file = source_name(path, config_error_file(cfg));
+                return error_printf(ret_error, -EINVAL, "%s:%d: %s", file ?: path,
+                                    config_error_line(cfg), config_error_text(cfg));
+        }
         *ret = TAKE_PTR(cfg);
         return 0;
 }
