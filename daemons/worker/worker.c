@@ -557,7 +557,6 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         /* Last chance: stop waiting after the kill grace and a few round trips. */
         (void) sd_event_source_set_time_relative(s, w->queue->kill_grace_usec + 5 * USEC_PER_SEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        w->leaving = w->n_jobs == 0;
         return 0;
 }
 
