@@ -6,10 +6,13 @@
  *
  * A request's life:
  *  1. headers received: the path is split and %-decoded, the route looked up; unknown path →
- *     404, other method → 405, bad %-escape → 400, Content-Length above max_body → 413. These
- *     replies are queued before the body is read (MHD then closes the connection).
+ *     404, other method → 405, bad %-escape → 400. These replies are queued before the body is
+ *     read (MHD then closes the connection).
  *  2. body chunks are accumulated up to max_body; beyond that they are discarded and the
- *     request ends in 413 without reaching the handler.
+ *     request ends in 413 without reaching the handler. A Content-Length above max_body gets
+ *     its 413 at once only when the client waits for "100 Continue" (or the body is absurdly
+ *     large): a client already sending its body would otherwise get a broken pipe instead of
+ *     the 413. Discarding stops after HTTP_DISCARD_MAX bytes by closing the connection.
  *  3. the handler runs once. It replies, or keeps the request: the connection is then
  *     suspended, and an sd-event io source watches its fd for EPOLLRDHUP, because MHD does not
  *     notice a client leaving while a connection is suspended.
@@ -27,6 +30,7 @@
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +45,8 @@
 /* 15 significant digits: a timestamp with milliseconds prints as 1763900000.123. */
 #define HTTP_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 #define HTTP_BODY_START 4096U
+/* Bytes beyond max_body read and thrown away so that the client gets to read its 413. */
+#define HTTP_DISCARD_MAX (16U * 1024U * 1024U)
 
 typedef struct HttpParam {
         const char *name;       /* points into the route's pattern, not NUL-terminated */
@@ -81,13 +87,13 @@ struct HttpRequest {
         size_t body_len;
         size_t body_alloc;
         bool too_large;
+        uint64_t discarded;
         bool dispatched;        /* the handler ran (or 413 was sent instead) */
         bool in_handler;
         bool kept;
         bool suspended;
         bool replied;
         bool aborted;           /* on_abort was called (or is being called) */
-        bool client_gone;
         HttpAbortHandler on_abort;
         void *abort_userdata;
         sd_event_source *hup_source;
@@ -510,18 +516,24 @@ static int request_parse(HttpRequest *req) {
         return req->query_error;
 }
 
-static bool content_length_too_large(HttpRequest *req) {
+/* The Content-Length, 0 when there is none (MHD has already refused malformed ones). */
+static uint64_t request_content_length(HttpRequest *req) {
         const char *cl;
-        char *end;
         unsigned long long n;
 
         cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (!cl)
-                return false;
+                return 0;
         errno = 0;
-        n = strtoull(cl, &end, 10);
-        return errno == ERANGE || (end != cl && n > req->server->max_body);
+        n = strtoull(cl, NULL, 10);
+        return errno == ERANGE ? UINT64_MAX : n;
+}
+
+static bool request_expects_continue(HttpRequest *req) {
+        const char *e = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                    MHD_HTTP_HEADER_EXPECT);
+        return e && strcasecmp(e, "100-continue") == 0;
 }
 
 static enum MHD_Result mhd_result(int r) {
@@ -555,15 +567,29 @@ static enum MHD_Result reply_not_found(HttpRequest *req) {
         return mhd_result(request_send_error(req, 404, "not-found", message, NULL));
 }
 
+/* A declared body above max_body: 413 now if the client waits for "100 Continue" (it sends
+ * nothing more) or if reading it is not worth it; else after reading and discarding it. */
+static enum MHD_Result request_check_length(HttpRequest *req) {
+        uint64_t len = request_content_length(req), max = req->server->max_body;
+
+        if (len <= max)
+                return MHD_YES;
+        if (request_expects_continue(req) || len - max > HTTP_DISCARD_MAX)
+                return reply_too_large(req);
+        req->too_large = true;
+        return MHD_YES;
+}
+
 /* Headers are in: answer what can be answered without the body. */
 static enum MHD_Result request_route(HttpRequest *req) {
         int r;
 
         r = request_parse(req);
         if (r == -EINVAL)
-                return mhd_result(request_send_error(req, 400, "bad-request",
-                                                     "Malformed %-escape in the request target",
-                                                     NULL));
+                return mhd_result(request_send_error(
+                        req, 400, "bad-request",
+                        "Malformed request target (not an absolute path, or a bad %-escape)",
+                        NULL));
         if (r < 0)
                 return MHD_NO;
         r = route_find(req);
@@ -571,9 +597,7 @@ static enum MHD_Result request_route(HttpRequest *req) {
                 return reply_not_found(req);
         if (r == -EOPNOTSUPP)
                 return reply_method_not_allowed(req);
-        if (content_length_too_large(req))
-                return reply_too_large(req);
-        return MHD_YES;
+        return request_check_length(req);
 }
 
 static enum MHD_Result request_begin(HttpServer *s, struct MHD_Connection *conn, const char *url,
@@ -602,21 +626,23 @@ static int body_reserve(HttpRequest *req, size_t extra) {
         return 0;
 }
 
+/* Over the limit: 413 once the request is complete (MHD cannot queue a response while a body
+ * chunk is being processed). A client that keeps sending is cut off without an answer. */
+static enum MHD_Result request_discard(HttpRequest *req, size_t n) {
+        req->too_large = true;
+        free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_alloc = 0;
+        req->discarded += n;
+        return req->discarded > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+}
+
 static enum MHD_Result request_upload(HttpRequest *req, const char *data, size_t *size) {
         size_t n = *size;
 
         *size = 0;
-        if (req->too_large)
-                return MHD_YES;
-        if (n > req->server->max_body - req->body_len) {
-                /* Discard the rest; 413 once the request is complete (MHD cannot queue a
-                 * response while a body chunk is being processed). */
-                req->too_large = true;
-                free(req->body);
-                req->body = NULL;
-                req->body_len = req->body_alloc = 0;
-                return MHD_YES;
-        }
+        if (req->too_large || n > req->server->max_body - req->body_len)
+                return request_discard(req, n);
         if (body_reserve(req, n) < 0)
                 return MHD_NO;
         memcpy(req->body + req->body_len, data, n);
@@ -629,7 +655,6 @@ static int on_peer_hup(sd_event_source *src, int fd, uint32_t revents, void *use
         HttpRequest *req = userdata;
 
         req->hup_source = sd_event_source_disable_unref(req->hup_source);
-        req->client_gone = true;
         request_abort(req);
         /* MHD closes the connection when it calls back for it (see on_access). */
         request_resume(req);
@@ -762,7 +787,8 @@ int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pi
 }
 
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata) {
-        if (!req->in_handler || request_done(req))
+        /* Inside the handler: keep it. Later, on a kept request: hand it to a new owner. */
+        if ((!req->in_handler && !req->kept) || request_done(req))
                 return;
         req->kept = true;
         req->on_abort = on_abort;
@@ -917,13 +943,14 @@ HttpServer *http_server_free(HttpServer *s) {
                 if (req->suspended)
                         request_resume(req);
         }
+        /* The io source watches MHD's epoll fd: gone before MHD closes it. */
+        s->io_source = sd_event_source_disable_unref(s->io_source);
+        s->timer_source = sd_event_source_disable_unref(s->timer_source);
         if (s->daemon)
                 MHD_stop_daemon(s->daemon);
         /* MHD reported every request completed; anything left was never handed to MHD. */
         while (s->requests)
                 request_free(s->requests);
-        sd_event_source_disable_unref(s->io_source);
-        sd_event_source_disable_unref(s->timer_source);
         sd_event_unref(s->event);
         free(s->routes);
         free(s);

@@ -61,3 +61,19 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
  * req must not be used. The server frees the request after the reply is sent. */
 typedef void (*HttpAbortHandler)(HttpRequest *req, void *userdata);
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata);
+
+/* Notes on the contract above, as implemented in http.c (additions, nothing above changed):
+ * - http_request_path() is the path as received (still %-encoded, no query string); params
+ *   and query values are %-decoded ('+' is a space in the query), a query key without '=' has
+ *   the value "". A malformed escape or an encoded NUL is answered 400 `bad-request`.
+ * - 405 answers carry an Allow header and the code `method-not-allowed`.
+ * - http_request_body() never returns NULL and the body is NUL-terminated (not counted).
+ * - http_reply_bytes() copies data; http_reply_json() consumes body also on failure. A second
+ *   reply (or one after on_abort) returns -EALREADY and changes nothing. A reply can come from
+ *   any event source of the same sd-event loop, never from another thread.
+ * - http_request_keep() keeps a request only inside the handler; called again later on a kept
+ *   request it hands the request to a new owner (replaces on_abort and its userdata). A handler that keeps the request and
+ *   then returns -errno gets on_abort called (its owner must forget req) and a 500 sent.
+ *   on_abort is also called by http_server_free() for requests still kept.
+ * - http_server_free() must not be called from inside a handler or an on_abort callback.
+ * - listen_fd is owned (closed) by http_server_new() also when it fails. */
