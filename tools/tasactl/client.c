@@ -79,11 +79,14 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
 static int headers_build(Client *c) {
         struct curl_slist *l;
 
-        /* No "Expect: 100-continue" round trip before large bodies: the daemons answer at once. */
+        /* No "Expect: 100-continue" round trip before large bodies: the daemons answer at once.
+         * A POST without a body (requeue) goes without curl's default form Content-Type. */
         l = curl_slist_append(NULL, "Expect:");
         if (!l)
                 return -ENOMEM;
         c->headers_none = l;
+        if (!curl_slist_append(l, "Content-Type:"))
+                return -ENOMEM;
         l = curl_slist_append(NULL, "Expect:");
         if (!l)
                 return -ENOMEM;

@@ -84,72 +84,86 @@ static const Verb verbs[] = {
         { "requeue", 2, 2, 0, "QUEUE ID", verb_requeue },
 };
 
+/* --help, written to be turned into a man page by help2man. */
 static const char help_text[] =
 "Usage: tasactl [OPTION]... VERB [ARGUMENT]...\n"
-"Submit jobs to tasad queues and follow them, through the sockets of tasad-scheduler\n"
-"(submit, cancel, requeue) and tasad-results (everything that reads).\n"
+"Submit jobs to tasad queues and follow them, through the sockets of\n"
+"tasad-scheduler (submit, cancel, requeue) and tasad-results (all reads).\n"
 "\n"
 "Verbs:\n"
 "  submit QUEUE [ARG]...  submit one job with these arguments; print its id\n"
 "  status ID              show a job's state, outcome and accounting\n"
-"  result ID              print the bytes the job wrote to stdout (--stderr: stderr)\n"
-"  wait ID...             wait until the jobs are final; print \"ID STATE OUTCOME\" each\n"
+"  result ID              print what the job wrote to stdout (or --stderr)\n"
+"  wait ID...             wait until the jobs are final; print, for each,\n"
+"                         \"ID STATE OUTCOME\"\n"
 "  cancel ID              cancel a queued, delayed or running job\n"
-"  queues                 list the queues: jobs per state and workers\n"
+"  queues                 list the queues: jobs per state, workers\n"
 "  dead QUEUE             list the jobs in a queue's dead-letter list\n"
 "  requeue QUEUE ID       move a dead job back to the ready list\n"
 "\n"
 "Global options (before or after the verb):\n"
-"  -c, --config=FILE          configuration file to read the socket paths from\n"
-"                             (default: $TASAD_CONF, else " TASAD_CONF_DEFAULT ");\n"
-"                             built-in defaults when it does not exist\n"
-"      --scheduler-socket=PATH  tasad-scheduler's socket (default:\n"
-"                             $TASAD_SCHEDULER_SOCKET, else scheduler_socket)\n"
-"      --results-socket=PATH  tasad-results' socket (default: $TASAD_RESULTS_SOCKET,\n"
-"                             else results_socket)\n"
-"      --json                 machine output: every JSON object the daemon answered,\n"
-"                             one compact object per line\n"
-"  -h, --help                 show this help and exit\n"
-"      --version              show the version and exit\n"
+"  -c, --config=FILE      configuration file with the socket paths (default:\n"
+"                         $TASAD_CONF, else " TASAD_CONF_DEFAULT ", and\n"
+"                         built-in defaults when that does not exist)\n"
+"      --scheduler-socket=PATH\n"
+"                         tasad-scheduler's socket (default:\n"
+"                         $TASAD_SCHEDULER_SOCKET, else scheduler_socket)\n"
+"      --results-socket=PATH\n"
+"                         tasad-results' socket (default:\n"
+"                         $TASAD_RESULTS_SOCKET, else results_socket)\n"
+"      --json             machine output: the daemons' JSON objects, one\n"
+"                         compact object per line\n"
+"  -h, --help             show this help and exit\n"
+"      --version          show the version and exit\n"
 "\n"
 "Submit options:\n"
-"      --stdin                the job's stdin (payload) is standard input, any bytes\n"
-"      --payload-file=FILE    the job's stdin is the content of FILE\n"
-"      --id=KEY               idempotency key: a job with this id that exists in the\n"
-"                             queue is not submitted again ([A-Za-z0-9_.:-]{1,64})\n"
-"      --timeout=DURATION     the job's timeout (\"90s\", \"5m\"), at most the queue's\n"
-"      --each                 one job per non-empty line of standard input: the line's\n"
-"                             whitespace-separated words are appended to the ARGs;\n"
-"                             sent in batches of 10000 jobs, one id printed per line\n"
-"      --wait                 wait for the job, copy its stdout to stdout and its\n"
-"                             stderr to stderr, and exit with the job's exit status\n"
+"      --stdin            the job's stdin (payload) is our standard input,\n"
+"                         any bytes\n"
+"      --payload-file=FILE\n"
+"                         the job's stdin is the content of FILE\n"
+"      --id=KEY           idempotency key: no second job with this id is\n"
+"                         submitted to the queue ([A-Za-z0-9_.:-]{1,64})\n"
+"      --timeout=DURATION\n"
+"                         the job's timeout (\"90s\", \"5m\"), at most the queue's\n"
+"      --each             one job per non-empty line of standard input, the\n"
+"                         line's whitespace-separated words appended to the\n"
+"                         ARGs; sent in batches of 10000; one id per line\n"
+"      --wait             wait for the job, copy its stdout to stdout and its\n"
+"                         stderr to stderr, exit with the job's exit status\n"
+"                         (with --json: print its final status instead)\n"
 "\n"
 "Job options:\n"
-"      --queue=QUEUE          status, result, wait, cancel: look in QUEUE only\n"
-"      --stderr               result: print the job's stderr instead of its stdout\n"
-"      --timeout=DURATION     wait: give up after DURATION in all (exit status 2)\n"
+"      --queue=QUEUE      status, result, wait, cancel: look in QUEUE only\n"
+"      --stderr           result: print the job's stderr, not its stdout\n"
+"      --timeout=DURATION\n"
+"                         wait: give up after DURATION in all (exit status 2)\n"
 "\n"
 "Job arguments that begin with \"-\" follow \"--\": tasactl submit q -- -v host\n"
 "\n"
 "Exit status:\n"
 "  0      success; wait: every job is done\n"
-"  1      failure, explained in one line on stderr; wait: a job failed or was\n"
-"         cancelled; submit --wait: the job failed without exiting (cancelled,\n"
-"         lease lost, sandbox violation, resource limit, invalid)\n"
-"  2      usage error; wait: the --timeout passed before every job was final\n"
+"  1      failure, explained in one line on stderr; wait: a job failed or\n"
+"         was cancelled; submit --wait: the job failed without exiting\n"
+"         (cancelled, lease lost, sandbox violation, resource limit, ...)\n"
+"  2      usage error; wait: --timeout passed before every job was final\n"
 "  N      submit --wait: the job exited with status N\n"
 "  124    submit --wait: the job was killed at its timeout\n"
 "  128+N  submit --wait: the job was killed by signal N\n"
 "\n"
 "Environment:\n"
-"  TASAD_CONF, TASAD_SCHEDULER_SOCKET, TASAD_RESULTS_SOCKET  as above\n"
+"  TASAD_CONF, TASAD_SCHEDULER_SOCKET, TASAD_RESULTS_SOCKET  see above\n"
 "\n"
 "Examples:\n"
 "  tasactl submit tnmap 127.0.0.1\n"
-"  seq 1 1000 | tasactl submit square --each > ids\n"
+"                         submit one job to queue tnmap, print its id\n"
+"  seq 1000 | tasactl submit square --each > ids\n"
+"                         submit 1000 jobs, one argument each\n"
 "  tasactl wait --timeout 10m $(cat ids)\n"
-"  tasactl submit --wait --stdin compress < data > data.out\n"
-"  tasactl --json status 01hx3k9q2m7v8w4t5r6s | jq .outcome\n"
+"                         wait up to 10 minutes for all of them\n"
+"  tasactl submit --wait --stdin gzip < f > f.gz\n"
+"                         run one job like a local command\n"
+"  tasactl --json status ID | jq -r .outcome\n"
+"                         one field of a job's status\n"
 "\n"
 "See docs/tasactl.md and docs/api.md.\n";
 
@@ -163,6 +177,9 @@ int tasactl_usage_error(const char *format, ...) {
         fprintf(stderr, "tasactl: %s (see 'tasactl --help')\n", buf);
         return TASACTL_EXIT_USAGE;
 }
+
+/* Usage errors inside main.c: the line, then -EINVAL (main() turns it into exit status 2). */
+#define USAGE(...) (tasactl_usage_error(__VA_ARGS__), -EINVAL)
 
 static const char *option_name(int val) {
         for (const struct option *o = options; o->name; o++)
@@ -178,24 +195,24 @@ static int option_error(int c, char *argv[]) {
 
         if (c == ':')
                 return optopt >= ARG_VERSION || optopt == 0 ?
-                        tasactl_usage_error("option '--%s' needs a value", option_name(optopt)) :
-                        tasactl_usage_error("option '-%c' needs a value", optopt);
+                        USAGE("option '--%s' needs a value", option_name(optopt)) :
+                        USAGE("option '-%c' needs a value", optopt);
         if (optopt >= ARG_VERSION || optopt == 'h')
-                return tasactl_usage_error("option '--%s' takes no value", option_name(optopt));
+                return USAGE("option '--%s' takes no value", option_name(optopt));
         if (optopt > 0)
-                return tasactl_usage_error("unknown option '-%c'", optopt);
-        return tasactl_usage_error("unknown option '%.*s'", (int) n, arg);
+                return USAGE("unknown option '-%c'", optopt);
+        return USAGE("unknown option '%.*s'", (int) n, arg);
 }
 
 static int parse_timeout(const char *s) {
         if (parse_duration(s, &arg_timeout_usec) < 0)
-                return tasactl_usage_error("invalid duration '%s' for --timeout (e.g. 90s, 5m, 1h30m)",
+                return USAGE("invalid duration '%s' for --timeout (e.g. 90s, 5m, 1h30m)",
                                            s);
         arg_timeout = s;
         return 0;
 }
 
-/* Sets the arg_* of one option. 0, or a usage error's exit status. */
+/* Sets the arg_* of one option. */
 static int parse_option(int c) {
         switch (c) {
         case 'c': arg_config = optarg; break;
@@ -210,7 +227,7 @@ static int parse_option(int c) {
         case ARG_WAIT: arg_wait = true; break;
         case ARG_STDERR: arg_stderr = true; break;
         case ARG_QUEUE: arg_queue = optarg; break;
-        default: return tasactl_usage_error("unhandled option %d", c);
+        default: return USAGE("unhandled option %d", c);
         }
         return 0;
 }
@@ -222,33 +239,42 @@ static bool option_has_value(int val) {
         return false;
 }
 
-/* Options anywhere on the line (getopt permutes); returns 1 to go on, 0 to exit successfully
- * (--help, --version), or a usage error's exit status negated. *ret_seen: verb options given. */
-static int parse_argv(int argc, char *argv[], unsigned *ret_seen) {
+/* Options anywhere on the line: getopt's "-" mode hands over the other arguments in order
+ * (whatever POSIXLY_CORRECT says); everything after "--" is an argument. Returns 1 to go on,
+ * 0 to exit successfully (--help, --version), -EINVAL for a usage error, -ENOMEM.
+ * *ret_args: the verb and its arguments (borrowed from argv); *ret_seen: verb options given. */
+static int parse_argv(int argc, char *argv[], char ***ret_args, int *ret_n, unsigned *ret_seen) {
+        _cleanup_free_ char **args = calloc((size_t) argc + 1, sizeof(char *));
         unsigned seen = 0;
-        int c, r;
+        int c, r, n = 0;
 
+        if (!args)
+                return output_oom();
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hc:", options, NULL)) >= 0) {
-                if (c == 'h') {
-                        fputs(help_text, stdout);
-                        return 0;
+        while ((c = getopt_long(argc, argv, "-:hc:", options, NULL)) >= 0) {
+                if (c == 1) {
+                        args[n++] = optarg;
+                        continue;
                 }
-                if (c == ARG_VERSION) {
-                        puts("tasactl (tasad) " TASAD_VERSION);
+                if (c == 'h' || c == ARG_VERSION) {
+                        fputs(c == 'h' ? help_text : "tasactl (tasad) " TASAD_VERSION "\n", stdout);
                         return 0;
                 }
                 if (c == '?' || c == ':')
-                        return -option_error(c, argv);
+                        return option_error(c, argv);
                 if (option_has_value(c) && !*optarg)
-                        return -tasactl_usage_error("option '--%s' needs a non-empty value",
+                        return USAGE("option '--%s' needs a non-empty value",
                                                     option_name(c));
                 r = parse_option(c);
-                if (r != 0)
-                        return -r;
+                if (r < 0)
+                        return r;
                 if (c >= ARG_STDIN)
                         seen |= OPTION_BIT(c);
         }
+        while (optind < argc)
+                args[n++] = argv[optind++];
+        *ret_args = TAKE_PTR(args);
+        *ret_n = n;
         *ret_seen = seen;
         return 1;
 }
@@ -259,23 +285,23 @@ static int verb_find(int argc, char *argv[], unsigned seen, const Verb **ret) {
         size_t n = argc > 0 ? (size_t) argc - 1 : 0;
 
         if (argc <= 0)
-                return tasactl_usage_error("missing verb");
+                return USAGE("missing verb");
         for (size_t i = 0; i < ELEMENTSOF(verbs) && !v; i++)
                 if (streq(verbs[i].name, argv[0]))
                         v = &verbs[i];
         if (!v)
-                return tasactl_usage_error("unknown verb '%s'", argv[0]);
+                return USAGE("unknown verb '%s'", argv[0]);
         if (n < v->min_args || n > v->max_args)
-                return tasactl_usage_error("%s arguments for '%s'; usage: tasactl %s %s",
+                return USAGE("%s arguments for '%s'; usage: tasactl %s %s",
                                            n < v->min_args ? "missing" : "too many", v->name,
                                            v->name, v->synopsis);
         for (size_t i = 1; i <= v->min_args; i++)
                 if (!*argv[i])
-                        return tasactl_usage_error("empty argument for '%s'; usage: tasactl %s %s",
+                        return USAGE("empty argument for '%s'; usage: tasactl %s %s",
                                                    v->name, v->name, v->synopsis);
         for (int a = ARG_STDIN; a <= ARG_QUEUE; a++)
                 if ((seen & OPTION_BIT(a)) && !(v->options & OPTION_BIT(a)))
-                        return tasactl_usage_error("option '--%s' does not apply to '%s'",
+                        return USAGE("option '--%s' does not apply to '%s'",
                                                    option_name(a), v->name);
         *ret = v;
         return 0;
@@ -286,20 +312,22 @@ static const char *env_nonempty(const char *name) {
         return e && *e ? e : NULL;
 }
 
-/* The configuration file, or built-in defaults when it does not exist (or is not needed
- * because both sockets were given). */
+/* The configuration file, or built-in defaults when the default file does not exist (a
+ * client host without tasad.conf) or no file is needed (both sockets given). A file named by
+ * -c or $TASAD_CONF must exist: a typo there would otherwise silently mean the defaults. */
 static int config_load(const char *scheduler, const char *results, TasadConfig **ret) {
-        const char *path = arg_config ?: env_nonempty("TASAD_CONF") ?: TASAD_CONF_DEFAULT;
+        const char *path = arg_config ?: env_nonempty("TASAD_CONF");
         _cleanup_free_ char *error = NULL;
         int r;
 
         if (!(scheduler && results)) {
-                r = tasad_config_load(path, ret, &error);
-                if (r != -ENOENT) {
+                r = tasad_config_load(path ?: TASAD_CONF_DEFAULT, ret, &error);
+                if (r != -ENOENT || path) {
                         if (r < 0 && error)
                                 return output_error(r, "%s", error);
                         if (r < 0)
-                                return output_error(r, "cannot load configuration %s: %m", path);
+                                return output_error(r, "cannot load configuration %s: %m",
+                                                    path ?: TASAD_CONF_DEFAULT);
                         return 0;
                 }
         }
@@ -332,17 +360,19 @@ uint64_t tasactl_max_request(void) {
 }
 
 int main(int argc, char *argv[]) {
+        _cleanup_free_ char **args = NULL;
         const Verb *verb = NULL;
         unsigned seen = 0;
-        int r;
+        int n = 0, r;
 
-        r = parse_argv(argc, argv, &seen);
-        if (r <= 0)
-                return -r;
-        r = verb_find(argc - optind, argv + optind, seen, &verb);
-        if (r != 0)
-                return r;
-        r = verb->run(argc - optind, argv + optind);
+        r = parse_argv(argc, argv, &args, &n, &seen);
+        if (r > 0)
+                r = verb_find(n, args, seen, &verb);
+        if (r < 0)
+                return r == -EINVAL ? TASACTL_EXIT_USAGE : TASACTL_EXIT_FAILURE;
+        if (!verb) /* --help, --version */
+                return TASACTL_EXIT_OK;
+        r = verb->run(n, args);
         client = client_free(client);
         if (output_flush() < 0)
                 return TASACTL_EXIT_FAILURE;
