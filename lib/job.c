@@ -184,7 +184,7 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
         int r;
 
         if (!json_is_array(v))
-                return spec_error(ret_error, -EINVAL, "args: must be an array of strings");
+                return spec_error(ret_error, -EBADMSG, "args: must be an array of strings");
         n = json_array_size(v);
         args = calloc(n + 1, sizeof(char *));
         if (!args)
@@ -193,7 +193,7 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
                 const json_t *e = json_array_get(v, i);
 
                 if (!json_is_string(e))
-                        return spec_error(ret_error, -EINVAL, "args[%zu]: must be a string", i);
+                        return spec_error(ret_error, -EBADMSG, "args[%zu]: must be a string", i);
                 if (!json_cstring(e))
                         return spec_error(ret_error, -EINVAL, "args[%zu]: contains a NUL byte", i);
                 args[i] = strdup(json_string_value(e));
@@ -211,7 +211,7 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
 
 static int spec_check_payload(SpecParser *p, const char *field, size_t size, char **ret_error) {
         if (p->have_payload)
-                return spec_error(ret_error, -EINVAL, "payload and payload_b64 are mutually exclusive");
+                return spec_error(ret_error, -EBADMSG, "payload and payload_b64 are mutually exclusive");
         if (size > p->q->max_payload)
                 return spec_error(ret_error, -E2BIG, "%s: %zu bytes exceeds max_payload (%" PRIu64 ")",
                                   field, size, p->q->max_payload);
@@ -234,7 +234,7 @@ static int spec_parse_payload(SpecParser *p, const json_t *v, char **ret_error) 
         int r;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EINVAL, "payload: must be a string");
+                return spec_error(ret_error, -EBADMSG, "payload: must be a string");
         size = json_string_length(v);
         r = spec_check_payload(p, "payload", size, ret_error);
         if (r < 0)
@@ -256,7 +256,7 @@ static int spec_parse_payload_b64(SpecParser *p, const json_t *v, char **ret_err
         int r;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EINVAL, "payload_b64: must be a string");
+                return spec_error(ret_error, -EBADMSG, "payload_b64: must be a string");
         s = json_string_value(v);
         len = json_string_length(v);
         if (base64_decoded_size(s, len, &size, &why) < 0)
@@ -278,7 +278,7 @@ static int spec_parse_id(SpecParser *p, const json_t *v, char **ret_error) {
         char *id;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EINVAL, "id: must be a string");
+                return spec_error(ret_error, -EBADMSG, "id: must be a string");
         if (!s || !job_id_is_valid(s))
                 return spec_error(ret_error, -EINVAL,
                                   "id: must be 1-64 characters of [A-Za-z0-9_.:-], not starting with '.' or '-'");
@@ -366,7 +366,7 @@ int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, c
         int r;
 
         if (!json_is_object(obj))
-                return spec_error(ret_error, -EINVAL, "job: must be a JSON object");
+                return spec_error(ret_error, -EBADMSG, "job: must be a JSON object");
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -380,7 +380,7 @@ int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, c
                 SpecKeyParser parse = spec_key_lookup(key, json_object_iter_key_len(it));
 
                 if (!parse)
-                        return spec_error(ret_error, -EINVAL, "unknown key '%s'", key);
+                        return spec_error(ret_error, -EBADMSG, "unknown key '%s'", key);
                 r = parse(&p, json_object_iter_value(it), ret_error);
                 if (r < 0)
                         return r;

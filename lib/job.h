@@ -50,9 +50,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(JobSpec *, job_spec_free);
 
 /* Decodes one job object of a submission:
  *   {"args": ["a", …], "payload": "text" | "payload_b64": "base64", "id": "key", "timeout": "30s"|30}
- * Unknown keys, wrong types, both payload forms, a bad id, a timeout above the queue's, or any
- * limit of q exceeded (max_args, max_arg_len, max_payload, arg_pattern) -> -EINVAL or -E2BIG with
- * a specific message in *ret_error ("args[2]: does not match the queue's pattern '…'"). */
+ * The shape is wrong (not an object, unknown key, a value of the wrong JSON type, both payload
+ * forms) -> -EBADMSG; a value breaks the queue's rules (bad id, timeout above the queue's,
+ * arg_pattern) -> -EINVAL; a size limit of q is exceeded (max_args, max_arg_len, max_payload)
+ * -> -E2BIG. Always with a specific message in *ret_error ("args[2]: does not match …"). */
 int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, char **ret_error);
 
 /* Netstring list: "<len>:<bytes>," repeated. Arguments may not contain NUL.

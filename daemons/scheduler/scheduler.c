@@ -104,7 +104,8 @@ static int decode_spec(HttpRequest *req, const json_t *obj, const QueueConfig *q
 
         if (r >= 0)
                 return 0;
-        http_reply_error(req, r == -E2BIG ? 413 : 400, r == -E2BIG ? "too-large" : "invalid-argument",
+        http_reply_error(req, r == -E2BIG ? 413 : 400,
+                         r == -E2BIG ? "too-large" : r == -EBADMSG ? "bad-request" : "invalid-argument",
                          "%s%s", where, error ? error : strerror(-r));
         return r;
 }

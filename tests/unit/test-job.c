@@ -383,12 +383,12 @@ START_TEST(test_spec_pattern_ok) {
 END_TEST
 
 START_TEST(test_spec_bad_shape) {
-        spec_fail("[]", -EINVAL, "job: must be a JSON object");
-        spec_fail("\"x\"", -EINVAL, "job: must be a JSON object");
-        spec_fail("null", -EINVAL, "job: must be a JSON object");
-        spec_fail("{\"foo\": 1}", -EINVAL, "unknown key 'foo'");
-        spec_fail("{\"args\": [], \"Args\": []}", -EINVAL, "unknown key 'Args'");
-        spec_fail("{\"delay\": \"5s\"}", -EINVAL, "unknown key 'delay'");
+        spec_fail("[]", -EBADMSG, "job: must be a JSON object");
+        spec_fail("\"x\"", -EBADMSG, "job: must be a JSON object");
+        spec_fail("null", -EBADMSG, "job: must be a JSON object");
+        spec_fail("{\"foo\": 1}", -EBADMSG, "unknown key 'foo'");
+        spec_fail("{\"args\": [], \"Args\": []}", -EBADMSG, "unknown key 'Args'");
+        spec_fail("{\"delay\": \"5s\"}", -EBADMSG, "unknown key 'delay'");
 }
 END_TEST
 
@@ -396,17 +396,17 @@ START_TEST(test_spec_key_with_nul) {
         json_t *j = json_object();
 
         ck_assert_int_eq(json_object_setn_new(j, "id\0x", 4, json_string("a")), 0);
-        spec_fail_json(j, -EINVAL, "unknown key 'id'");
+        spec_fail_json(j, -EBADMSG, "unknown key 'id'");
 }
 END_TEST
 
 START_TEST(test_spec_bad_args) {
-        spec_fail("{\"args\": \"a\"}", -EINVAL, "args: must be an array of strings");
-        spec_fail("{\"args\": null}", -EINVAL, "args: must be an array of strings");
-        spec_fail("{\"args\": {}}", -EINVAL, "args: must be an array of strings");
-        spec_fail("{\"args\": [\"a\", 1]}", -EINVAL, "args[1]: must be a string");
-        spec_fail("{\"args\": [null]}", -EINVAL, "args[0]: must be a string");
-        spec_fail("{\"args\": [[\"a\"]]}", -EINVAL, "args[0]: must be a string");
+        spec_fail("{\"args\": \"a\"}", -EBADMSG, "args: must be an array of strings");
+        spec_fail("{\"args\": null}", -EBADMSG, "args: must be an array of strings");
+        spec_fail("{\"args\": {}}", -EBADMSG, "args: must be an array of strings");
+        spec_fail("{\"args\": [\"a\", 1]}", -EBADMSG, "args[1]: must be a string");
+        spec_fail("{\"args\": [null]}", -EBADMSG, "args[0]: must be a string");
+        spec_fail("{\"args\": [[\"a\"]]}", -EBADMSG, "args[0]: must be a string");
         spec_fail("{\"args\": [\"a\", \"b\\u0000c\"]}", -EINVAL, "args[1]: contains a NUL byte");
         spec_fail("{\"args\": [\"\\u0000\"]}", -EINVAL, "args[0]: contains a NUL byte");
 }
@@ -442,16 +442,16 @@ END_TEST
 START_TEST(test_spec_bad_payload) {
         _cleanup_free_ char *big = repeat('p', 2000000);
 
-        spec_fail("{\"payload\": 1}", -EINVAL, "payload: must be a string");
-        spec_fail("{\"payload\": null}", -EINVAL, "payload: must be a string");
-        spec_fail("{\"payload\": [\"a\"]}", -EINVAL, "payload: must be a string");
+        spec_fail("{\"payload\": 1}", -EBADMSG, "payload: must be a string");
+        spec_fail("{\"payload\": null}", -EBADMSG, "payload: must be a string");
+        spec_fail("{\"payload\": [\"a\"]}", -EBADMSG, "payload: must be a string");
         spec_fail_json(json_pack("{s:s}", "payload", big), -E2BIG,
                        "payload: 2000000 bytes exceeds max_payload (1048576)");
-        spec_fail("{\"payload\": \"a\", \"payload_b64\": \"YQ==\"}", -EINVAL,
+        spec_fail("{\"payload\": \"a\", \"payload_b64\": \"YQ==\"}", -EBADMSG,
                   "payload and payload_b64 are mutually exclusive");
-        spec_fail("{\"payload_b64\": \"YQ==\", \"payload\": \"a\"}", -EINVAL,
+        spec_fail("{\"payload_b64\": \"YQ==\", \"payload\": \"a\"}", -EBADMSG,
                   "payload and payload_b64 are mutually exclusive");
-        spec_fail("{\"payload_b64\": \"\", \"payload\": \"\"}", -EINVAL,
+        spec_fail("{\"payload_b64\": \"\", \"payload\": \"\"}", -EBADMSG,
                   "payload and payload_b64 are mutually exclusive");
 }
 END_TEST
@@ -543,7 +543,7 @@ END_TEST
 START_TEST(test_spec_base64_limit) {
         _cleanup_(job_spec_freep) JobSpec *s = NULL;
 
-        spec_fail("{\"payload_b64\": 1}", -EINVAL, "payload_b64: must be a string");
+        spec_fail("{\"payload_b64\": 1}", -EBADMSG, "payload_b64: must be a string");
         q.max_payload = 4;
         spec_fail("{\"payload_b64\": \"AAAAAAA=\"}", -E2BIG, "payload_b64: 5 bytes exceeds max_payload (4)");
         spec_fail("{\"payload_b64\": \"AAAAAAAA\"}", -E2BIG, "payload_b64: 6 bytes exceeds max_payload (4)");
@@ -557,8 +557,8 @@ START_TEST(test_spec_bad_id) {
         static const char msg[] = "id: must be 1-64 characters of [A-Za-z0-9_.:-], not starting with '.' or '-'";
         _cleanup_free_ char *id65 = repeat('a', 65), *id64 = repeat('b', 64);
 
-        spec_fail("{\"id\": 5}", -EINVAL, "id: must be a string");
-        spec_fail("{\"id\": null}", -EINVAL, "id: must be a string");
+        spec_fail("{\"id\": 5}", -EBADMSG, "id: must be a string");
+        spec_fail("{\"id\": null}", -EBADMSG, "id: must be a string");
         spec_fail("{\"id\": \"\"}", -EINVAL, msg);
         spec_fail("{\"id\": \".a\"}", -EINVAL, msg);
         spec_fail("{\"id\": \"-a\"}", -EINVAL, msg);
@@ -602,7 +602,7 @@ START_TEST(test_spec_first_error_wins) {
         /* keys are checked in document order */
         spec_fail("{\"id\": \".x\", \"foo\": 1}", -EINVAL,
                   "id: must be 1-64 characters of [A-Za-z0-9_.:-], not starting with '.' or '-'");
-        spec_fail("{\"foo\": 1, \"id\": \".x\"}", -EINVAL, "unknown key 'foo'");
+        spec_fail("{\"foo\": 1, \"id\": \".x\"}", -EBADMSG, "unknown key 'foo'");
 }
 END_TEST
 
