@@ -71,6 +71,7 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
 Service *service_free(Service *s) {
         if (!s)
                 return NULL;
+        sd_event_source_disable_unref(s->watchdog);
         s->http = http_server_free(s->http);
         s->redis = redis_conn_free(s->redis);
         if (s->keys && s->queues)
@@ -82,6 +83,21 @@ Service *service_free(Service *s) {
         sd_event_unref(s->event);
         free(s);
         return NULL;
+}
+
+static void on_pong(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        if (error >= 0)
+                sd_notify(false, "WATCHDOG=1");
+}
+
+static int on_watchdog(sd_event_source *src, uint64_t usec, void *userdata) {
+        Service *s = userdata;
+        uint64_t wd = 0;
+
+        (void) redis_command(s->redis, on_pong, s, "PING");
+        (void) sd_watchdog_enabled(false, &wd);
+        (void) sd_event_source_set_time_relative(src, wd / 3);
+        return sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
 }
 
 int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
@@ -98,6 +114,12 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
                 return log_error_errno(r, "Failed to start the HTTP server: %m");
         log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
         sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);
+        if (sd_watchdog_enabled(false, NULL) > 0) {
+                r = sd_event_add_time_relative(s->event, &s->watchdog, CLOCK_MONOTONIC, 0,
+                                               USEC_PER_MSEC, on_watchdog, s);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the watchdog: %m");
+        }
         return redis_conn_start(s->redis);
 }
 

@@ -11,6 +11,7 @@
 #include "macro.h"
 
 typedef struct sd_event sd_event;
+typedef struct sd_event_source sd_event_source;
 typedef struct TasadConfig TasadConfig;
 typedef struct QueueConfig QueueConfig;
 typedef struct QueueSet QueueSet;
@@ -33,6 +34,7 @@ struct Service {
         HttpServer *http;
         bool ready_sent, redis_down;
         time_t down_since;
+        sd_event_source *watchdog;   /* PING every WATCHDOG_USEC/3; WATCHDOG=1 on each reply */
         ServiceStateHook state_hook;
         void *state_userdata;
 };
@@ -42,7 +44,8 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
 Service *service_free(Service *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Service *, service_free);
 
-/* Opens the socket (fd name `fdname` from systemd, else `path`) and connects to Redis. */
+/* Opens the socket (fd name `fdname` from systemd, else `path`) and connects to Redis. When
+ * systemd asks for a watchdog, WATCHDOG=1 follows each successful Redis round trip. */
 int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
                   size_t n_routes, void *userdata);
 

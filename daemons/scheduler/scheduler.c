@@ -454,7 +454,6 @@ static void on_promote_reply(RedisConn *c, const redisReply *reply, int error, v
                 uint64_t delay = moved >= 1000 ? 0 : next < 0 ? USEC_PER_SEC
                                                                : MIN((uint64_t) next * USEC_PER_MSEC, USEC_PER_SEC);
                 s->next_promote[t->queue] = mono_now(s) + delay;
-                sd_notify(false, "WATCHDOG=1");
         }
         free(t);
 }
