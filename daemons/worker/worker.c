@@ -43,7 +43,8 @@ struct WorkerJob {
 struct Worker {
         sd_event *event;
         TasadConfig *config;
-        QueueConfig *queue;
+        QueueConfig *queue;        /* replaced on SIGHUP */
+        char *name;                /* the queue's name: outlives reloads, jobs' log fields use it */
         QueueKeys *keys;
         char *id, *proc_key;
         RedisConn *cmd, *block;
@@ -80,7 +81,7 @@ static int on_status(sd_event_source *s, void *userdata) {
                 snprintf(redis, sizeof(redis), "Redis unreachable since %s, reconnecting; ", since);
         }
         sd_notifyf(false, "STATUS=%s: %s%s%u/%u running, %" PRIu64 " done, %" PRIu64 " failed",
-                   w->queue->name, w->draining ? "draining, " : "", redis, running,
+                   w->name, w->draining ? "draining, " : "", redis, running,
                    w->queue->concurrency, w->n_done, w->n_failed);
         return 0;
 }
@@ -106,7 +107,7 @@ static WorkerJob *job_new(Worker *w, const char *id) {
                 free(j);
                 return NULL;
         }
-        j->log = (LogJob){ .queue = w->queue->name, .job_id = j->id };
+        j->log = (LogJob){ .queue = w->name, .job_id = j->id };
         j->next = w->jobs;
         if (w->jobs)
                 w->jobs->prev = j;
@@ -480,7 +481,7 @@ static void on_release_reply(RedisConn *c, const redisReply *reply, int error, v
 
         if (error >= 0 && redis_reply_integer(reply, &n) >= 0 && n > 0)
                 log_info("Gave %lld taken but unstarted job(s) back to queue '%s'.", n,
-                         w->queue->name);
+                         w->name);
         if (w->leaving)
                 (void) sd_event_exit(w->event, 0);
 }
@@ -523,7 +524,7 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
                         w->ready_sent = true;
                         sd_notify(false, "READY=1");
                         log_info("Worker %s serving queue '%s' (concurrency %u).", w->id,
-                                 w->queue->name, w->queue->concurrency);
+                                 w->name, w->queue->concurrency);
                 }
         }
         status_changed(w);
@@ -584,9 +585,9 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         Worker *w = userdata;
         QueueConfig *q = NULL;
 
-        if (worker_load_queue(w->config, w->queue->name, &q) < 0) {
+        if (worker_load_queue(w->config, w->name, &q) < 0) {
                 log_error("Reload failed; keeping the previous configuration of queue '%s'.",
-                          w->queue->name);
+                          w->name);
                 return 0;
         }
         /* Running jobs keep their own argv and limits; new jobs use the new file. */
@@ -660,6 +661,9 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
         w->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (w->devnull_fd < 0)
                 return -errno;
+        w->name = strdup(queue->name);
+        if (!w->name)
+                return -ENOMEM;
         r = queue_keys_new(config->prefix, queue->name, &w->keys);
         if (r >= 0)
                 r = worker_make_id(w);
@@ -681,7 +685,7 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
 }
 
 int worker_start(Worker *w) {
-        sd_notifyf(false, "STATUS=%s: connecting to Redis", w->queue->name);
+        sd_notifyf(false, "STATUS=%s: connecting to Redis", w->name);
         redis_conn_start(w->cmd);
         redis_conn_start(w->block);
         return 0;
@@ -708,6 +712,7 @@ Worker *worker_free(Worker *w) {
         queue_config_free(w->queue);
         tasad_config_free(w->config);
         safe_close(w->devnull_fd);
+        free(w->name);
         free(w->id);
         free(w->proc_key);
         sd_event_unref(w->event);
