@@ -22,6 +22,7 @@ struct RedisConn {
         uint32_t io_events;
         bool ready;             /* connected and set up */
         bool freeing;
+        int fail_error;         /* why conn_failed() dropped the current context, or 0 */
         ConnState state;        /* last state reported to the state callback */
         uint64_t backoff_usec;
         uint64_t timeout_usec;
@@ -173,7 +174,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         c->pending--;
         c->last_progress = now_usec(c);
         if (!r)
-                error = c->freeing ? -ECANCELED : -ECONNRESET;
+                error = c->freeing ? -ECANCELED : c->fail_error < 0 ? c->fail_error : -ECONNRESET;
         else if (r->type == REDIS_REPLY_ERROR)
                 error = -EIO;
         if (p->cb)
@@ -288,6 +289,9 @@ static void schedule_reconnect(RedisConn *c) {
  * transition once and try again later. */
 static void conn_failed(RedisConn *c, int error) {
         c->ready = false;
+        /* Pending callbacks and on_disconnect (both run from redisAsyncFree, maybe deferred
+         * until the current hiredis callback returns) report this error, not a generic one. */
+        c->fail_error = error;
         if (c->ac) {
                 redisAsyncContext *ac = c->ac;
                 /* Frees the context unless we are inside one of its callbacks, where hiredis
@@ -305,7 +309,8 @@ static void on_setup_reply(RedisConn *c, const redisReply *reply, int error, voi
 
         if (error < 0) {
                 if (error != -ECANCELED && error != -ECONNRESET)
-                        conn_failed(c, reply && reply->str && strstr(reply->str, "WRONGPASS")
+                        conn_failed(c, reply && reply->str && (strstr(reply->str, "WRONGPASS") ||
+                                                                strstr(reply->str, "NOAUTH"))
                                                ? -EACCES : -EPROTO);
                 return;
         }
@@ -365,7 +370,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
 
         c->ready = false;
         c->ac = NULL;
-        if (c->freeing)
+        /* Dropped by conn_failed(), which reports and schedules the reconnect itself. */
+        if (c->freeing || c->fail_error < 0)
                 return;
         report_state(c, CONN_DOWN, -ECONNRESET);
         schedule_reconnect(c);
@@ -375,6 +381,7 @@ static int conn_connect(RedisConn *c) {
         redisAsyncContext *ac;
         int r;
 
+        c->fail_error = 0;
         if (c->addr.unix_path)
                 ac = redisAsyncConnectUnix(c->addr.unix_path);
         else

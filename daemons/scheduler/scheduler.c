@@ -413,8 +413,8 @@ static int route_requeue(HttpRequest *req, void *userdata) {
                 pending_free(p);
                 return -ENOMEM;
         }
-        r = redis_script(s->service->redis, SCRIPT_REQUEUE, on_requeue_reply, p, 3, 4,
-                         (const char *[]){ jk, k->dead, k->ready, id }, NULL);
+        r = redis_script(s->service->redis, SCRIPT_REQUEUE, on_requeue_reply, p, 3, 5,
+                         (const char *[]){ jk, k->dead, k->ready, id, k->batch_prefix }, NULL);
         if (r < 0) {
                 pending_free(p);
                 return r;

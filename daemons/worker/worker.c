@@ -348,15 +348,18 @@ static void on_start_reply(RedisConn *c, const redisReply *reply, int error, voi
 static int job_send_start(WorkerJob *j) {
         Worker *w = j->worker;
         struct timespec ts;
-        char lease[24], started[24];
+        char lease[24], started[24], retention[24];
         const char *argv[] = { w->proc_key, j->key, w->keys->leases, w->keys->workers,
-                               j->id, w->id, lease, started };
+                               w->keys->done, w->keys->stats, j->id, w->id, lease, started,
+                               retention, w->keys->batch_prefix };
 
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(started, sizeof(started), "%" PRIu64,
                  (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC);
         snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
-        return redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 4, ELEMENTSOF(argv), argv,
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 MAX(w->config->retention_usec / USEC_PER_SEC, 1));
+        return redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 6, ELEMENTSOF(argv), argv,
                             NULL);
 }
 

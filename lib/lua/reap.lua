@@ -29,7 +29,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
 end
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
   local pk = ARGV[2] .. w
-  while redis.call('LMOVE', pk, KEYS[3], 'RIGHT', 'RIGHT') do requeued = requeued + 1 end
+  while redis.call('LMOVE', pk, KEYS[3], 'LEFT', 'RIGHT') do requeued = requeued + 1 end
   redis.call('ZREM', KEYS[2], w)
   workers = workers + 1
 end

@@ -4,7 +4,7 @@
 -- ARGV: worker id, leaving (1: remove the worker from the live set), then id and attempt pairs
 -- Returns the number of jobs given back.
 local n = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'RIGHT') do n = n + 1 end
+while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
 for i = 5, #KEYS do
   local id, att = ARGV[2 * i - 7], ARGV[2 * i - 6]
   local f = redis.call('HMGET', KEYS[i], 'state', 'worker', 'attempt')

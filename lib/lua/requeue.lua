@@ -1,10 +1,13 @@
--- requeue: a dead-lettered job goes back to ready with fresh counters.
+-- requeue: a dead-lettered job goes back to ready with fresh counters; its batch counts it as
+-- unfinished again.
 -- KEYS: job, dead, ready
--- ARGV: id
+-- ARGV: id, batch key prefix
 -- Returns {'queued'} or {'notdead'}.
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {'notdead'} end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'notdead'} end
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch then redis.call('HINCRBY', ARGV[2] .. batch, 'failed', -1) end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'attempt', 0, 'failures', 0, 'redeliveries', 0)
 redis.call('HDEL', KEYS[1], 'cancel', 'worker')
 redis.call('PERSIST', KEYS[1])
