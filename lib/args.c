@@ -1,4 +1,5 @@
 /* Job arguments: validation against a queue's rules, and the argv that is finally executed. */
+#include "strutil.h"
 #include "args.h"
 
 #include <inttypes.h>
@@ -8,40 +9,24 @@
 #include "config.h"
 #include "macro.h"
 
-static int _printf_(3, 4) args_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        char *m;
-        int k;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, fmt);
-        k = vasprintf(&m, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-                return -ENOMEM;
-        *ret_error = m;
-        return r;
-}
-
 static int arg_validate(const QueueConfig *q, const char *arg, size_t i, char **ret_error) {
         /* A C string cannot carry a NUL; the decoders (JSON, netstring) refuse one before this. */
         size_t cap = q->max_arg_len >= SIZE_MAX ? SIZE_MAX - 1 : (size_t) q->max_arg_len;
         int k;
 
         if (!arg)
-                return args_error(ret_error, -EINVAL, "args[%zu]: missing", i);
+                return error_setf(ret_error, -EINVAL, "args[%zu]: missing", i);
         if (strnlen(arg, cap + 1) > cap)
-                return args_error(ret_error, -E2BIG, "args[%zu]: longer than max_arg_len (%" PRIu64 ")",
+                return error_setf(ret_error, -E2BIG, "args[%zu]: longer than max_arg_len (%" PRIu64 ")",
                                   i, q->max_arg_len);
         if (!q->arg_pattern)
                 return 0;
         k = regexec(&q->arg_regex, arg, 0, NULL, 0);
         if (k == REG_NOMATCH)
-                return args_error(ret_error, -EINVAL, "args[%zu]: does not match the queue's pattern '%s'",
+                return error_setf(ret_error, -EINVAL, "args[%zu]: does not match the queue's pattern '%s'",
                                   i, q->arg_pattern);
         if (k != 0)
-                return args_error(ret_error, -ENOMEM, "args[%zu]: matching the queue's pattern failed", i);
+                return error_setf(ret_error, -ENOMEM, "args[%zu]: matching the queue's pattern failed", i);
         return 0;
 }
 
@@ -49,7 +34,7 @@ int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char *
         int r;
 
         if (n_args > q->max_args)
-                return args_error(ret_error, -E2BIG, "args: %zu arguments exceed max_args (%u)", n_args,
+                return error_setf(ret_error, -E2BIG, "args: %zu arguments exceed max_args (%u)", n_args,
                                   q->max_args);
         for (size_t i = 0; i < n_args; i++) {
                 r = arg_validate(q, args[i], i, ret_error);
@@ -85,10 +70,10 @@ static int substitute_count(const char *elem, size_t n_args, size_t *ret, char *
                 k = n_args;
         else if (placeholder_number(elem, &idx)) {
                 if (idx == 0)
-                        return args_error(ret_error, -EINVAL,
+                        return error_setf(ret_error, -EINVAL,
                                           "command element '%s': arguments are numbered from {1}", elem);
                 if (idx > n_args)
-                        return args_error(ret_error, -EINVAL,
+                        return error_setf(ret_error, -EINVAL,
                                           "command needs argument {%zu} but the job has only %zu", idx,
                                           n_args);
         }
@@ -156,7 +141,7 @@ int args_build_argv(const QueueConfig *q, char *const *args, size_t n_args, char
         int r;
 
         if (!q->command || !q->command[0])
-                return args_error(ret_error, -EINVAL, "queue has no command");
+                return error_setf(ret_error, -EINVAL, "queue has no command");
         r = argv_size(q, n_args, &total, ret_error);
         if (r < 0)
                 return r;

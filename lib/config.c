@@ -8,6 +8,7 @@
  *      row's validator. Validators may look at fields of rows above them (the command's {N}
  *      placeholders are checked against max_args), so the table order is part of the contract.
  * Every string is copied out of libconfig before config_destroy(). */
+#include "strutil.h"
 #include "config.h"
 
 #include <dirent.h>
@@ -44,18 +45,6 @@ _printf_(3, 4) static int problem(Problem *p, const config_setting_t *where, con
         }
         p->where = where;
         return -EINVAL;
-}
-
-_printf_(3, 4) static int error_printf(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
 }
 
 /* The key a setting is known by: its name, or "parent[index]" for an element of an array. */
@@ -99,12 +88,12 @@ static int problem_report(Problem *p, int r, const char *path, const char *key, 
         char name[128];
 
         if (!msg)
-                return error_printf(ret_error, r, "%s: %s: Out of memory", path, key);
+                return error_setf(ret_error, r, "%s: %s: Out of memory", path, key);
         if (!p->where)
-                return error_printf(ret_error, r, "%s: %s: %s", path, key, msg);
+                return error_setf(ret_error, r, "%s: %s: %s", path, key, msg);
         file = source_name(path, config_setting_source_file(p->where));
         setting_key(p->where, name, sizeof(name));
-        return error_printf(ret_error, r, "%s:%u: %s: %s", file ?: path,
+        return error_setf(ret_error, r, "%s:%u: %s: %s", file ?: path,
                             config_setting_source_line(p->where), name, msg);
 }
 
@@ -431,13 +420,13 @@ static int config_parse_stream(FILE *f, const char *path, config_t **ret, char *
         _cleanup_free_ char *dir = path_dirname(path), *file = NULL;
 
         if (!cfg || !dir)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", path);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", path);
         config_init(cfg);
         /* Relative @include paths are taken relative to the including file, not to our cwd. */
         config_set_include_dir(cfg, dir);
         if (!config_read(cfg, f)) {
                 file = source_name(path, config_error_file(cfg));
-                return error_printf(ret_error, -EINVAL, "%s:%d: %s", file ?: path,
+                return error_setf(ret_error, -EINVAL, "%s:%d: %s", file ?: path,
                                     config_error_line(cfg), config_error_text(cfg));
         }
         *ret = TAKE_PTR(cfg);
@@ -452,16 +441,16 @@ static int config_open(const char *path, config_t **ret, char **ret_error) {
 
         if (!f) {
                 r = negative_errno();
-                return error_printf(ret_error, r, "%s: %s", path, strerror(-r));
+                return error_setf(ret_error, r, "%s: %s", path, strerror(-r));
         }
         if (fstat(fileno(f), &st) < 0) {
                 r = negative_errno();
-                return error_printf(ret_error, r, "%s: %s", path, strerror(-r));
+                return error_setf(ret_error, r, "%s: %s", path, strerror(-r));
         }
         if (S_ISDIR(st.st_mode))
-                return error_printf(ret_error, -EISDIR, "%s: %s", path, strerror(EISDIR));
+                return error_setf(ret_error, -EISDIR, "%s: %s", path, strerror(EISDIR));
         if (!S_ISREG(st.st_mode))
-                return error_printf(ret_error, -EINVAL, "%s: not a regular file", path);
+                return error_setf(ret_error, -EINVAL, "%s: not a regular file", path);
         return config_parse_stream(f, path, ret, ret_error);
 }
 
@@ -818,10 +807,10 @@ int tasad_config_load(const char *path, TasadConfig **ret, char **ret_error) {
 
         r = tasad_config_new_empty(&c);
         if (r < 0)
-                return error_printf(ret_error, r, "%s: Out of memory", path);
+                return error_setf(ret_error, r, "%s: Out of memory", path);
         c->path = strdup(path);
         if (!c->path)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", path);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", path);
         r = schema_load(tasad_schema, ELEMENTSOF(tasad_schema), path, c, ret_error);
         if (r < 0)
                 return r;
@@ -889,13 +878,13 @@ static int queue_name_from_path(const char *path, char **ret, char **ret_error) 
         _cleanup_free_ char *name = NULL;
 
         if (n <= strlen(".conf") || !streq(base + n - strlen(".conf"), ".conf"))
-                return error_printf(ret_error, -EINVAL,
+                return error_setf(ret_error, -EINVAL,
                                     "%s: the file name of a queue must be <queue>.conf", path);
         name = strndup(base, n - strlen(".conf"));
         if (!name)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", path);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", path);
         if (!queue_name_is_valid(name))
-                return error_printf(ret_error, -EINVAL,
+                return error_setf(ret_error, -EINVAL,
                                     "%s: \"%s\" is not a valid queue name "
                                     "([A-Za-z0-9_-]{1,64}, taken from the file name)",
                                     path, name);
@@ -908,13 +897,13 @@ int queue_config_load(const char *path, QueueConfig **ret, char **ret_error) {
         int r;
 
         if (!q || !(q->path = strdup(path)))
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", path);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", path);
         r = queue_name_from_path(path, &q->name, ret_error);
         if (r < 0)
                 return r;
         r = schema_apply_defaults(queue_schema, ELEMENTSOF(queue_schema), q);
         if (r < 0)
-                return error_printf(ret_error, r, "%s: Out of memory", path);
+                return error_setf(ret_error, r, "%s: Out of memory", path);
         r = schema_load(queue_schema, ELEMENTSOF(queue_schema), path, q, ret_error);
         if (r < 0)
                 return r;
@@ -963,7 +952,7 @@ static int queue_set_add(QueueSet *set, const char *dir, const char *file, char 
         int r;
 
         if (asprintf(&path, "%s/%s", dir, file) < 0)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", dir);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", dir);
         r = queue_config_load(path, &q, ret_error);
         if (r < 0)
                 return r;
@@ -981,7 +970,7 @@ static int queue_set_fill(QueueSet *set, const char *dir, struct dirent **l, int
                           char **ret_error) {
         set->queues = calloc((size_t) n + 1, sizeof(QueueConfig *));
         if (!set->queues)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", dir);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", dir);
         for (int i = 0; i < n; i++) {
                 int r = queue_set_add(set, dir, l[i]->d_name, ret_error);
                 if (r < 0)
@@ -997,7 +986,7 @@ int queue_set_load(const char *dir, QueueSet **ret, char **ret_error) {
         int n, r;
 
         if (!set)
-                return error_printf(ret_error, -ENOMEM, "%s: Out of memory", dir);
+                return error_setf(ret_error, -ENOMEM, "%s: Out of memory", dir);
         n = scandir(dir, &l, conf_filter, conf_compare);
         if (n < 0 && errno == ENOENT) {
                 *ret = TAKE_PTR(set);
@@ -1005,7 +994,7 @@ int queue_set_load(const char *dir, QueueSet **ret, char **ret_error) {
         }
         if (n < 0) {
                 r = negative_errno();
-                return error_printf(ret_error, r, "%s: %s", dir, strerror(-r));
+                return error_setf(ret_error, r, "%s: %s", dir, strerror(-r));
         }
         r = queue_set_fill(set, dir, l, n, ret_error);
         dirents_free(l, n);
@@ -1072,7 +1061,7 @@ static int credential_problem(char **ret_error, int r, const char *path) {
         const char *what = r == -EFBIG     ? "larger than 64K"
                            : r == -EBADMSG ? "contains a NUL byte"
                                            : strerror(-r);
-        return error_printf(ret_error, r, "%s: redis_password_credential: cannot use: %s", path,
+        return error_setf(ret_error, r, "%s: redis_password_credential: cannot use: %s", path,
                             what);
 }
 
@@ -1087,14 +1076,14 @@ int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
                 return 0;
         dir = secure_getenv("CREDENTIALS_DIRECTORY");
         if (!dir || !dir[0])
-                return error_printf(ret_error, -ENXIO,
+                return error_setf(ret_error, -ENXIO,
                                     "%s: redis_password_credential: \"%s\" is configured but "
                                     "$CREDENTIALS_DIRECTORY is not set (pass it with "
                                     "LoadCredential=%s:<file> in the unit)",
                                     c->path ?: "(defaults)", c->redis_password_credential,
                                     c->redis_password_credential);
         if (asprintf(&path, "%s/%s", dir, c->redis_password_credential) < 0)
-                return error_printf(ret_error, -ENOMEM, "Out of memory");
+                return error_setf(ret_error, -ENOMEM, "Out of memory");
         r = read_secret_file(path, &secret);
         if (r < 0)
                 return credential_problem(ret_error, r, path);
@@ -1102,7 +1091,7 @@ int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
         if (n > 0 && secret[n - 1] == '\n')
                 secret[--n] = '\0';
         if (n == 0)
-                return error_printf(ret_error, -EINVAL,
+                return error_setf(ret_error, -EINVAL,
                                     "%s: redis_password_credential: cannot use: empty", path);
         free_secret(c->redis.password);
         c->redis.password = TAKE_PTR(secret);

@@ -65,6 +65,11 @@ typedef struct QueueConfig {
         char **read_groups;         /* "read_groups", default ["tasad"] */
 } QueueConfig;
 
+/* Finished records' lifetime in Redis, in whole seconds as EXPIRE takes it (at least 1). */
+static inline uint64_t tasad_config_retention_sec(const TasadConfig *c) {
+        return MAX(c->retention_usec / USEC_PER_SEC, 1);
+}
+
 /* Built-in defaults, as if the file were empty. */
 int tasad_config_new_default(TasadConfig **ret);
 /* Loads path; a missing file is -ENOENT (callers may then use defaults). */

@@ -6,6 +6,8 @@
 
 #include "tasad-build.h"
 
+#include <systemd/sd-event.h>
+
 #include "log.h"
 
 int daemon_load_config(const char *arg, TasadConfig **ret) {
@@ -95,4 +97,41 @@ int daemon_parse_argv(int argc, char *argv[], const char *summary, const char *p
         return log_error_errno(-EINVAL, "%s (see --help).",
                                positional ? "Expected exactly one argument, the queue name"
                                           : "No arguments expected");
+}
+
+int daemon_service_main(int argc, char *argv[], const DaemonService *d) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        TasadConfig *config = NULL;
+        const char *arg_config = NULL;
+        void *m = NULL;
+        int r;
+
+        log_setup(program_invocation_short_name);
+        r = daemon_parse_argv(argc, argv, d->summary, NULL, &arg_config, NULL);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        r = daemon_load_config(arg_config, &config);
+        if (r < 0)
+                return 1;
+        r = daemon_block_signals();
+        if (r >= 0)
+                r = sd_event_default(&e);
+        if (r >= 0)
+                r = d->new(e, config, &m); /* takes config, also on failure */
+        else
+                tasad_config_free(config);
+        if (r >= 0 && daemon_check_config_only()) {
+                puts("Configuration and queues are valid.");
+                d->free(m);
+                return 0;
+        }
+        if (r >= 0)
+                r = d->start(m);
+        if (r >= 0)
+                r = sd_event_loop(e);
+        if (m)
+                d->free(m);
+        if (r < 0)
+                return log_error_errno(r, "%s failed: %m", program_invocation_short_name), 1;
+        return 0;
 }

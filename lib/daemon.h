@@ -21,3 +21,17 @@ int daemon_parse_argv(int argc, char *argv[], const char *summary, const char *p
                       const char **ret_config, const char **ret_positional);
 /* Whether --check-config was given: load and validate everything, print a verdict, exit. */
 bool daemon_check_config_only(void);
+
+typedef struct sd_event sd_event;
+
+/* tasad-scheduler and tasad-results: one manager object, built from the configuration. */
+typedef struct DaemonService {
+        const char *summary;                                   /* for --help */
+        int (*new)(sd_event *e, TasadConfig *config, void **ret); /* takes config */
+        int (*start)(void *manager);
+        void (*free)(void *manager);
+} DaemonService;
+
+/* The whole main() of such a daemon: arguments, configuration, --check-config, signals, the
+ * manager, the event loop. Returns the process exit code. */
+int daemon_service_main(int argc, char *argv[], const DaemonService *d);

@@ -22,6 +22,7 @@
  *
  * Paths are not decoded by MHD (its unescape callback is replaced by a no-op) so that "%2F"
  * inside a segment does not split it; query arguments are decoded here as well. */
+#include "strutil.h"
 #include "http.h"
 
 #include <fcntl.h>
@@ -103,16 +104,6 @@ static int server_arm_timer(HttpServer *s);
 
 /* ---- %-decoding and routing ------------------------------------------------------------ */
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -EINVAL;
-}
-
 /* %-decodes s[0..n) into a new string; '+' becomes a space when plus_is_space (query strings).
  * -EINVAL for a malformed escape or an encoded NUL (it would silently truncate the value). */
 static int pct_decode(const char *s, size_t n, bool plus_is_space, char **ret) {
@@ -127,8 +118,8 @@ static int pct_decode(const char *s, size_t n, bool plus_is_space, char **ret) {
 
                         if (n - i < 3)
                                 return -EINVAL;
-                        hi = unhex(s[i + 1]);
-                        lo = unhex(s[i + 2]);
+                        hi = unhexchar(s[i + 1]);
+                        lo = unhexchar(s[i + 2]);
                         if (hi < 0 || lo < 0 || (hi | lo) == 0)
                                 return -EINVAL;
                         out[j++] = (char) (hi << 4 | lo);

@@ -1,5 +1,6 @@
 /* The job model and its codecs: states, the JSON submission spec, the netstring argument list of
  * the Redis record (version 1), attempt outcomes, signal names, job ids and the result as JSON. */
+#include "strutil.h"
 #include "job.h"
 
 #include <inttypes.h>
@@ -15,22 +16,6 @@
 
 /* Formats a message into *ret_error (when the caller wants one) and returns r; -ENOMEM if the
  * message itself cannot be allocated. */
-static int _printf_(3, 4) spec_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-        char *m;
-        int k;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, fmt);
-        k = vasprintf(&m, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-                return -ENOMEM;
-        *ret_error = m;
-        return r;
-}
-
 /* ---- states ---- */
 
 static const char *const job_state_table[_JOB_STATE_MAX] = {
@@ -184,7 +169,7 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
         int r;
 
         if (!json_is_array(v))
-                return spec_error(ret_error, -EBADMSG, "args: must be an array of strings");
+                return error_setf(ret_error, -EBADMSG, "args: must be an array of strings");
         n = json_array_size(v);
         args = calloc(n + 1, sizeof(char *));
         if (!args)
@@ -193,9 +178,9 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
                 const json_t *e = json_array_get(v, i);
 
                 if (!json_is_string(e))
-                        return spec_error(ret_error, -EBADMSG, "args[%zu]: must be a string", i);
+                        return error_setf(ret_error, -EBADMSG, "args[%zu]: must be a string", i);
                 if (!json_cstring(e))
-                        return spec_error(ret_error, -EINVAL, "args[%zu]: contains a NUL byte", i);
+                        return error_setf(ret_error, -EINVAL, "args[%zu]: contains a NUL byte", i);
                 args[i] = strdup(json_string_value(e));
                 if (!args[i])
                         return -ENOMEM;
@@ -211,9 +196,9 @@ static int spec_parse_args(SpecParser *p, const json_t *v, char **ret_error) {
 
 static int spec_check_payload(SpecParser *p, const char *field, size_t size, char **ret_error) {
         if (p->have_payload)
-                return spec_error(ret_error, -EBADMSG, "payload and payload_b64 are mutually exclusive");
+                return error_setf(ret_error, -EBADMSG, "payload and payload_b64 are mutually exclusive");
         if (size > p->q->max_payload)
-                return spec_error(ret_error, -E2BIG, "%s: %zu bytes exceeds max_payload (%" PRIu64 ")",
+                return error_setf(ret_error, -E2BIG, "%s: %zu bytes exceeds max_payload (%" PRIu64 ")",
                                   field, size, p->q->max_payload);
         return 0;
 }
@@ -234,7 +219,7 @@ static int spec_parse_payload(SpecParser *p, const json_t *v, char **ret_error) 
         int r;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EBADMSG, "payload: must be a string");
+                return error_setf(ret_error, -EBADMSG, "payload: must be a string");
         size = json_string_length(v);
         r = spec_check_payload(p, "payload", size, ret_error);
         if (r < 0)
@@ -256,11 +241,11 @@ static int spec_parse_payload_b64(SpecParser *p, const json_t *v, char **ret_err
         int r;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EBADMSG, "payload_b64: must be a string");
+                return error_setf(ret_error, -EBADMSG, "payload_b64: must be a string");
         s = json_string_value(v);
         len = json_string_length(v);
         if (base64_decoded_size(s, len, &size, &why) < 0)
-                return spec_error(ret_error, -EINVAL, "payload_b64: invalid base64: %s", why);
+                return error_setf(ret_error, -EINVAL, "payload_b64: invalid base64: %s", why);
         r = spec_check_payload(p, "payload_b64", size, ret_error);
         if (r < 0)
                 return r;
@@ -268,7 +253,7 @@ static int spec_parse_payload_b64(SpecParser *p, const json_t *v, char **ret_err
         if (!data)
                 return -ENOMEM;
         if (base64_decode(s, len, data, &why) < 0)
-                return spec_error(ret_error, -EINVAL, "payload_b64: invalid base64: %s", why);
+                return error_setf(ret_error, -EINVAL, "payload_b64: invalid base64: %s", why);
         spec_set_payload(p, TAKE_PTR(data), size);
         return 0;
 }
@@ -278,9 +263,9 @@ static int spec_parse_id(SpecParser *p, const json_t *v, char **ret_error) {
         char *id;
 
         if (!json_is_string(v))
-                return spec_error(ret_error, -EBADMSG, "id: must be a string");
+                return error_setf(ret_error, -EBADMSG, "id: must be a string");
         if (!s || !job_id_is_valid(s))
-                return spec_error(ret_error, -EINVAL,
+                return error_setf(ret_error, -EINVAL,
                                   "id: must be 1-64 characters of [A-Za-z0-9_.:-], not starting with '.' or '-'");
         id = strdup(s);
         if (!id)
@@ -298,19 +283,19 @@ static int spec_timeout_value(const json_t *v, uint64_t *ret_usec, char **ret_er
                 json_int_t i = json_integer_value(v);
 
                 if (i <= 0)
-                        return spec_error(ret_error, -EINVAL, "timeout: must be positive");
+                        return error_setf(ret_error, -EINVAL, "timeout: must be positive");
                 *ret_usec = (uint64_t) i > UINT64_MAX / USEC_PER_SEC ? UINT64_MAX
                                                                       : (uint64_t) i * USEC_PER_SEC;
                 return 0;
         }
         if (!json_is_string(v))
-                return spec_error(ret_error, -EINVAL,
+                return error_setf(ret_error, -EINVAL,
                                   "timeout: must be a duration string or a positive integer of seconds");
         s = json_cstring(v);
         if (!s || parse_duration(s, &usec) < 0)
-                return spec_error(ret_error, -EINVAL, "timeout: not a valid duration (e.g. \"90s\", \"5m\")");
+                return error_setf(ret_error, -EINVAL, "timeout: not a valid duration (e.g. \"90s\", \"5m\")");
         if (usec == 0)
-                return spec_error(ret_error, -EINVAL, "timeout: must be positive");
+                return error_setf(ret_error, -EINVAL, "timeout: must be positive");
         *ret_usec = usec;
         return 0;
 }
@@ -327,10 +312,10 @@ static int spec_parse_timeout(SpecParser *p, const json_t *v, char **ret_error) 
                 /* Quote the client's own value; an integer is seconds. */
                 format_duration(limit, sizeof(limit), p->q->timeout_usec);
                 if (json_is_integer(v))
-                        return spec_error(ret_error, -EINVAL,
+                        return error_setf(ret_error, -EINVAL,
                                           "timeout: %" JSON_INTEGER_FORMAT "s exceeds the queue's timeout (%s)",
                                           json_integer_value(v), limit);
-                return spec_error(ret_error, -EINVAL, "timeout: %s exceeds the queue's timeout (%s)",
+                return error_setf(ret_error, -EINVAL, "timeout: %s exceeds the queue's timeout (%s)",
                                   json_string_value(v), limit);
         }
         p->spec->timeout_usec = usec;
@@ -366,7 +351,7 @@ int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, c
         int r;
 
         if (!json_is_object(obj))
-                return spec_error(ret_error, -EBADMSG, "job: must be a JSON object");
+                return error_setf(ret_error, -EBADMSG, "job: must be a JSON object");
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -380,7 +365,7 @@ int job_spec_from_json(const json_t *obj, const QueueConfig *q, JobSpec **ret, c
                 SpecKeyParser parse = spec_key_lookup(key, json_object_iter_key_len(it));
 
                 if (!parse)
-                        return spec_error(ret_error, -EBADMSG, "unknown key '%s'", key);
+                        return error_setf(ret_error, -EBADMSG, "unknown key '%s'", key);
                 r = parse(&p, json_object_iter_value(it), ret_error);
                 if (r < 0)
                         return r;

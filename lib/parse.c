@@ -1,5 +1,6 @@
 /* Pure parsers for operator-written values (see parse.h). No allocation except in the Redis
  * address parser, no locale dependence (digits are '0'..'9', never isdigit()). */
+#include "strutil.h"
 #include "parse.h"
 
 #include <arpa/inet.h>
@@ -230,20 +231,6 @@ bool queue_name_is_valid(const char *s) {
 
 /* ---- Redis addresses ---- */
 
-static bool startswith(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
-}
-
-static int hex_value(char c) {
-        if (char_is_digit(c))
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -EINVAL;
-}
-
 /* Decodes n bytes of s with %XX escapes into a new string. Rejects bad escapes, %00, and raw
  * control characters or spaces (they are never part of a URL). */
 static int percent_decode(const char *s, size_t n, char **ret) {
@@ -258,8 +245,8 @@ static int percent_decode(const char *s, size_t n, char **ret) {
                 if (c <= ' ' || c == 0x7f)
                         return -EINVAL;
                 if (c == '%') {
-                        int hi = i + 2 < n ? hex_value(s[i + 1]) : -EINVAL;
-                        int lo = hi >= 0 ? hex_value(s[i + 2]) : -EINVAL;
+                        int hi = i + 2 < n ? unhexchar(s[i + 1]) : -EINVAL;
+                        int lo = hi >= 0 ? unhexchar(s[i + 2]) : -EINVAL;
                         if (lo < 0 || (hi == 0 && lo == 0))
                                 return -EINVAL;
                         c = (unsigned char) (hi << 4 | lo);

@@ -1,38 +1,25 @@
 /* tasad-results: the read side and gatherer of tasad (see results.h). */
-#include <systemd/sd-event.h>
-
 #include "config.h"
 #include "daemon.h"
-#include "log.h"
 #include "results.h"
 
-int main(int argc, char *argv[]) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        _cleanup_(results_freep) Results *res = NULL;
-        TasadConfig *config = NULL;
-        const char *arg_config = NULL;
-        int r;
+static int manager_new(sd_event *e, TasadConfig *config, void **ret) {
+        Results *r = NULL;
+        int k = results_new(e, config, &r);
+        *ret = r;
+        return k;
+}
 
-        log_setup("tasad-results");
-        r = daemon_parse_argv(argc, argv, "Gathers results and answers every read query.", NULL,
-                              &arg_config, NULL);
-        if (r <= 0)
-                return r < 0 ? 2 : 0;
-        r = daemon_load_config(arg_config, &config);
-        if (r < 0)
-                return 1;
-        r = daemon_block_signals();
-        if (r >= 0)
-                r = sd_event_default(&e);
-        if (r >= 0)
-                r = results_new(e, config, &res);  /* takes config */
-        if (r >= 0 && daemon_check_config_only())
-                return puts("Configuration and queues are valid."), 0;
-        if (r >= 0)
-                r = results_start(res);
-        if (r >= 0)
-                r = sd_event_loop(e);
-        if (r < 0)
-                return log_error_errno(r, "tasad-results failed: %m"), 1;
-        return 0;
+static int manager_start(void *m) {
+        return results_start(m);
+}
+
+static void manager_free(void *m) {
+        results_free(m);
+}
+
+int main(int argc, char *argv[]) {
+        return daemon_service_main(argc, argv, &(DaemonService){
+                .summary = "Gathers results and answers every read query.",
+                .new = manager_new, .start = manager_start, .free = manager_free });
 }

@@ -128,7 +128,7 @@ static int send_submit(Scheduler *s, size_t qi, const JobSpec *spec, const char 
         if (spec->timeout_usec > 0)
                 snprintf(timeout, sizeof(timeout), "%" PRIu64, spec->timeout_usec);
         snprintf(retention, sizeof(retention), "%" PRIu64,
-                 MAX(s->service->config->retention_usec / USEC_PER_SEC, 1));
+                 tasad_config_retention_sec(s->service->config));
         const char *argv[] = { jk, k->ready, bk ? bk : jk, id, args,
                                spec->payload ? (const char *) spec->payload : "", timeout,
                                batch ? batch : "", retention };
@@ -342,7 +342,7 @@ static void on_cancel_located(Service *svc, int r, size_t qi, void *userdata) {
         k = svc->keys[qi];
         jk = queue_key_job(k, p->id);
         snprintf(retention, sizeof(retention), "%" PRIu64,
-                 MAX(svc->config->retention_usec / USEC_PER_SEC, 1));
+                 tasad_config_retention_sec(svc->config));
         const char *argv[] = { jk, k->ready, k->delayed, k->done, k->stats, p->id, retention,
                                k->batch_prefix };
         if (!jk || redis_script(svc->redis, SCRIPT_CANCEL, on_cancel_reply, p, 5, ELEMENTSOF(argv),
@@ -483,7 +483,7 @@ static int send_timer_call(Scheduler *s, size_t qi, bool reap) {
                 return -ENOMEM;
         *t = (TimerCall){ s, qi };
         snprintf(maxr, sizeof(maxr), "%u", q->max_redeliveries);
-        snprintf(ret, sizeof(ret), "%" PRIu64, MAX(s->service->config->retention_usec / USEC_PER_SEC, 1));
+        snprintf(ret, sizeof(ret), "%" PRIu64, tasad_config_retention_sec(s->service->config));
         if (reap)
                 r = redis_script(s->service->redis, SCRIPT_REAP, on_reap_reply, t, 6, 12,
                                  (const char *[]){ k->leases, k->workers, k->ready, k->dead, k->done,

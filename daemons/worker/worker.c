@@ -197,7 +197,7 @@ static int job_send_finish(WorkerJob *j) {
         snprintf(retries, sizeof(retries), "%u", q->retries);
         snprintf(backoff, sizeof(backoff), "%" PRIu64, q->backoff_usec / USEC_PER_MSEC);
         snprintf(bmax, sizeof(bmax), "%" PRIu64, q->backoff_max_usec / USEC_PER_MSEC);
-        snprintf(ret, sizeof(ret), "%" PRIu64, MAX(w->config->retention_usec / USEC_PER_SEC, 1));
+        snprintf(ret, sizeof(ret), "%" PRIu64, tasad_config_retention_sec(w->config));
 #define ARG(s, l) (argv[n] = (s), len[n++] = (l))
 #define STR(s) ARG((s), strlen(s))
         STR(j->key); STR(w->keys->leases); STR(w->keys->delayed); STR(w->keys->dead);
@@ -358,7 +358,7 @@ static int job_send_start(WorkerJob *j) {
                  (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC);
         snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
         snprintf(retention, sizeof(retention), "%" PRIu64,
-                 MAX(w->config->retention_usec / USEC_PER_SEC, 1));
+                 tasad_config_retention_sec(w->config));
         return redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 6, ELEMENTSOF(argv), argv,
                             NULL);
 }

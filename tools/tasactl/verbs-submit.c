@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdarg.h>
 
+#include "strutil.h"
 #include "client.h"
 #include "output.h"
 #include "parse.h"
@@ -30,10 +31,6 @@ static void job_template_done(JobTemplate *t) {
         json_decref(t->payload_b64);
         json_decref(t->id);
         json_decref(t->timeout);
-}
-
-static bool startswith(const char *s, const char *prefix) {
-        return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
 static int check_options(void) {
