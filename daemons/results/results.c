@@ -22,6 +22,7 @@
 #define GATHER_COUNT "256"
 #define WAIT_DEFAULT_SEC 30
 #define WAIT_MAX_SEC 3600
+#define GATHER_RETRY_USEC (5 * USEC_PER_SEC)
 
 typedef struct Waiter Waiter;
 struct Waiter {
@@ -39,6 +40,8 @@ struct Results {
         RedisConn *feed;         /* XREADGROUP … BLOCK 0: nothing else on it */
         char *consumer;
         bool reading, backlog;   /* backlog: still re-reading our own pending entries ("0") */
+        bool write_failed;       /* this round could not write a result: pause before the next */
+        sd_event_source *retry_timer;
         size_t gathering;        /* entries being written */
         uint64_t gathered;
         Waiter *waiters;
@@ -209,9 +212,31 @@ static void gather_free(Gather *g) {
         free(g);
 }
 
+static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Results *r = userdata;
+
+        r->backlog = true;
+        results_read(r);
+        return 0;
+}
+
+/* The read loop goes on when every entry of a round is handled; after a failed write (disk
+ * full, permissions) only after a pause, so unwritable entries are not re-read in a tight loop. */
 static void gather_done(Results *r) {
-        if (--r->gathering == 0)
+        if (--r->gathering > 0)
+                return;
+        if (!r->write_failed) {
                 results_read(r);
+                return;
+        }
+        r->write_failed = false;
+        if (!r->retry_timer)
+                (void) sd_event_add_time_relative(r->service->event, &r->retry_timer, CLOCK_MONOTONIC,
+                                                  GATHER_RETRY_USEC, USEC_PER_SEC, on_retry_timer, r);
+        else {
+                (void) sd_event_source_set_time_relative(r->retry_timer, GATHER_RETRY_USEC);
+                (void) sd_event_source_set_enabled(r->retry_timer, SD_EVENT_ONESHOT);
+        }
 }
 
 static void on_gather_record(RedisConn *c, const redisReply *rec, int error, void *userdata) {
@@ -231,8 +256,10 @@ static void on_gather_record(RedisConn *c, const redisReply *rec, int error, voi
                 w = write_result_dir(r, g->queue, g->id, rec, status);
         if (w < 0) {
                 LogJob lj = { .queue = queue_name(r, g->queue), .job_id = g->id };
-                log_job_errno(LOG_ERR, w, &lj, "Failed to write the result to %s: %m; it stays in Redis and is retried "
-                              "after a restart.", r->service->config->results_dir);
+                log_job_errno(LOG_ERR, w, &lj, "Failed to write the result to %s: %m; it stays in "
+                              "Redis and is retried in %" PRIu64 "s.", r->service->config->results_dir,
+                              GATHER_RETRY_USEC / USEC_PER_SEC);
+                r->write_failed = true;
                 goto out;
         }
         if (status) {
@@ -993,6 +1020,7 @@ Results *results_free(Results *r) {
                 waiter_free(r->waiters);
         }
         r->feed = redis_conn_free(r->feed);
+        sd_event_source_disable_unref(r->retry_timer);
         service_free(r->service);
         free(r->consumer);
         free(r);

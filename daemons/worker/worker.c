@@ -145,8 +145,11 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
 
         j->inflight = false;
         if (error < 0) {
-                /* Kept; sent again on reconnect or at the next renewal tick. */
-                log_job_errno(LOG_DEBUG, error, &j->log, "Recording the result failed: %m");
+                /* Kept; sent again on reconnect or at the next renewal tick. A refusal by Redis
+                 * itself (not a lost connection) is worth a warning. */
+                log_job_errno(error == -EIO ? LOG_WARNING : LOG_DEBUG, error, &j->log,
+                              "Recording the result failed (%s); retrying at the next lease renewal.",
+                              reply && reply->str ? reply->str : strerror(-error));
                 return;
         }
         if (j->release) {
