@@ -404,9 +404,21 @@ static void waiter_free(Waiter *w) {
         free(w);
 }
 
-/* Answers a waiter with the current status and forgets it. */
-static void waiter_answer(Waiter *w) {
-        Query *q = query_new(w->results, w->req, w->id, w->batch ? "batch" : "status");
+/* Time left before the waiter's own timeout. */
+static uint64_t waiter_left(Waiter *w) {
+        uint64_t when = 0, now = 0;
+
+        if (sd_event_source_get_time(w->timer, &when) < 0 ||
+            sd_event_now(w->results->service->event, CLOCK_MONOTONIC, &now) < 0 || when <= now)
+                return 0;
+        return when - now;
+}
+
+/* Hands the waiter's request to a fresh query and forgets the waiter. Woken by a completion, the
+ * query waits again for the time left if the job or batch is still not finished (a batch is
+ * woken by each of its jobs); at the timeout it answers with the current status. */
+static void waiter_answer(Waiter *w, bool woken) {
+        Query *q = query_new(w->results, w->req, w->id, w->batch ? "batch" : woken ? "wait" : "status");
         int k;
 
         if (!q) {
@@ -414,6 +426,7 @@ static void waiter_answer(Waiter *w) {
                 return waiter_free(w);
         }
         q->queue = w->queue;
+        q->wait_usec = woken ? waiter_left(w) : 0;
         http_request_keep(w->req, on_query_abort, q);
         k = w->batch ? query_batch(q) : query_status(q);
         if (k < 0) {
@@ -427,12 +440,12 @@ static void waiters_wake(Results *r, const char *id, bool batch) {
         for (Waiter *w = r->waiters, *next; w; w = next) {
                 next = w->next;
                 if (w->batch == batch && streq(w->id, id))
-                        waiter_answer(w);
+                        waiter_answer(w, true);
         }
 }
 
 static int on_waiter_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
-        waiter_answer(userdata);
+        waiter_answer(userdata, false);
         return 0;
 }
 
