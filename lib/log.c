@@ -3,6 +3,9 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+/* log_to_journal() sends the caller's CODE_FILE/LINE/FUNC itself; without this, sd-journal.h's
+ * macros would add log.c's own location as a second set of CODE_* fields. */
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 #include <time.h>
 
