@@ -491,6 +491,31 @@ static json_t *status_from_disk(Results *r, size_t qi, const char *id) {
         return p ? json_load_file(p, 0, NULL) : NULL;
 }
 
+/* Replies with a job's or batch's status, or, when the query waits and it is not finished,
+ * hands the request to a waiter. Consumes status. */
+static void query_reply_or_wait(Query *q, json_t *status, bool finished, bool batch) {
+        HttpRequest *req;
+
+        if (q->wait_usec == 0 || finished) {
+                http_reply_json(q->req, 200, status);
+                return;
+        }
+        req = TAKE_PTR(q->req);
+        json_decref(status);
+        if (waiter_add(q->results, req, q->id, batch, q->queue, q->wait_usec) < 0)
+                http_reply_error(req, 500, "internal", "out of memory");
+}
+
+/* HGETALL of one key for a query; the reply goes to cb. */
+static int query_hgetall(Query *q, char *(*keyf)(const QueueKeys *, const char *), RedisCallback cb) {
+        _cleanup_free_ char *key = keyf(q->results->service->keys[q->queue], q->id);
+
+        if (!key)
+                return -ENOMEM;
+        return redis_command_argv(q->results->service->redis, cb, q, 2,
+                                  (const char *[]){ "HGETALL", key }, NULL);
+}
+
 static void on_status_record(RedisConn *c, const redisReply *rec, int error, void *userdata) {
         Query *q = userdata;
         Results *r = q->results;
@@ -509,26 +534,16 @@ static void on_status_record(RedisConn *c, const redisReply *rec, int error, voi
                 http_reply_error(q->req, 404, "not-found", "no job '%s'", q->id);
                 goto out;
         }
-        if (streq(q->what, "wait") && !status_is_final(status)) {
-                /* Not finished: wait for the gatherer to see it finish (or the timeout). */
-                HttpRequest *req = TAKE_PTR(q->req);
-                json_decref(status);
-                if (waiter_add(r, req, q->id, false, q->queue, q->wait_usec) < 0)
-                        http_reply_error(req, 500, "internal", "out of memory");
-                goto out;
-        }
-        http_reply_json(q->req, 200, status);
+        /* Not finished: the gatherer wakes the waiter when it is (or its timeout does). */
+        if (!streq(q->what, "wait"))
+                q->wait_usec = 0;
+        query_reply_or_wait(q, status, status_is_final(status), false);
 out:
         query_free(q);
 }
 
 static int query_status(Query *q) {
-        _cleanup_free_ char *jk = queue_key_job(q->results->service->keys[q->queue], q->id);
-
-        if (!jk)
-                return -ENOMEM;
-        return redis_command_argv(q->results->service->redis, on_status_record, q, 2,
-                                  (const char *[]){ "HGETALL", jk }, NULL);
+        return query_hgetall(q, queue_key_job, on_status_record);
 }
 
 static void reply_output(Query *q, const redisReply *reply) {
@@ -694,25 +709,13 @@ static void on_batch_record(RedisConn *c, const redisReply *rec, int error, void
                 http_reply_error(q->req, 404, "not-found", "no batch '%s'", q->id);
                 goto out;
         }
-        if (q->wait_usec > 0 && !json_is_true(json_object_get(status, "finished"))) {
-                HttpRequest *req = TAKE_PTR(q->req);
-                json_decref(status);
-                if (waiter_add(q->results, req, q->id, true, q->queue, q->wait_usec) < 0)
-                        http_reply_error(req, 500, "internal", "out of memory");
-                goto out;
-        }
-        http_reply_json(q->req, 200, status);
+        query_reply_or_wait(q, status, json_is_true(json_object_get(status, "finished")), true);
 out:
         query_free(q);
 }
 
 static int query_batch(Query *q) {
-        _cleanup_free_ char *bk = queue_key_batch(q->results->service->keys[q->queue], q->id);
-
-        if (!bk)
-                return -ENOMEM;
-        return redis_command_argv(q->results->service->redis, on_batch_record, q, 2,
-                                  (const char *[]){ "HGETALL", bk }, NULL);
+        return query_hgetall(q, queue_key_batch, on_batch_record);
 }
 
 static void on_batch_located(Service *svc, int k, size_t qi, void *userdata) {

@@ -59,6 +59,11 @@ typedef struct ClientReply ClientReply;
 int job_output(Client *c, const char *id, const char *queue, const char *stream, bool missing_ok,
                ClientReply *ret);
 
+/* A state change on the scheduler (cancel, requeue): METHOD PATH, then prints the reply (--json)
+ * or "ID STATE". Returns the exit status or -errno (error printed). */
+int job_state_change(Client *c, const char *method, const char *path, const char *what,
+                     const char *id);
+
 int verb_submit(int argc, char *argv[]);
 int verb_status(int argc, char *argv[]);
 int verb_result(int argc, char *argv[]);

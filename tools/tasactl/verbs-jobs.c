@@ -228,9 +228,27 @@ int verb_wait(int argc, char *argv[]) {
         return wait_exit_status(all);
 }
 
-int verb_cancel(int argc, char *argv[]) {
-        _cleanup_free_ char *path = NULL, *what = NULL, *state = NULL;
+int job_state_change(Client *c, const char *method, const char *path, const char *what,
+                     const char *id) {
         _cleanup_(json_decrefp) json_t *reply = NULL;
+        _cleanup_free_ char *state = NULL;
+        int r;
+
+        r = client_call_json(c, CLIENT_SCHEDULER, method, path, NULL, CLIENT_TIMEOUT_USEC, what,
+                             &reply);
+        if (r < 0)
+                return r;
+        if (arg_json)
+                return output_json(reply);
+        r = output_value(json_object_get(reply, "state"), &state);
+        if (r < 0)
+                return r;
+        printf("%s %s\n", id, state);
+        return TASACTL_EXIT_OK;
+}
+
+int verb_cancel(int argc, char *argv[]) {
+        _cleanup_free_ char *path = NULL, *what = NULL;
         Client *c;
         int r;
 
@@ -239,16 +257,7 @@ int verb_cancel(int argc, char *argv[]) {
         r = tasactl_client(&c);
         if (r >= 0)
                 r = job_path(c, argv[1], NULL, arg_queue, &path);
-        if (r >= 0)
-                r = client_call_json(c, CLIENT_SCHEDULER, "DELETE", path, NULL, CLIENT_TIMEOUT_USEC,
-                                     what, &reply);
         if (r < 0)
                 return r;
-        if (arg_json)
-                return output_json(reply);
-        r = output_value(json_object_get(reply, "state"), &state);
-        if (r < 0)
-                return r;
-        printf("%s %s\n", argv[1], state);
-        return TASACTL_EXIT_OK;
+        return job_state_change(c, "DELETE", path, what, argv[1]);
 }

@@ -113,8 +113,7 @@ int verb_dead(int argc, char *argv[]) {
 }
 
 int verb_requeue(int argc, char *argv[]) {
-        _cleanup_(json_decrefp) json_t *reply = NULL;
-        _cleanup_free_ char *path = NULL, *what = NULL, *state = NULL;
+        _cleanup_free_ char *path = NULL, *what = NULL;
         Client *c;
         int r;
 
@@ -123,16 +122,7 @@ int verb_requeue(int argc, char *argv[]) {
         r = tasactl_client(&c);
         if (r >= 0)
                 r = client_path(c, &path, "queues", argv[1], "dead", argv[2], "requeue", NULL);
-        if (r >= 0)
-                r = client_call_json(c, CLIENT_SCHEDULER, "POST", path, NULL, CLIENT_TIMEOUT_USEC,
-                                     what, &reply);
         if (r < 0)
                 return r;
-        if (arg_json)
-                return output_json(reply);
-        r = output_value(json_object_get(reply, "state"), &state);
-        if (r < 0)
-                return r;
-        printf("%s %s\n", argv[2], state);
-        return TASACTL_EXIT_OK;
+        return job_state_change(c, "POST", path, what, argv[2]);
 }
