@@ -150,6 +150,10 @@ int service_request_queue(Service *s, HttpRequest *req, const char *name, bool w
         return -ENOENT;
 }
 
+void service_reply_unavailable(HttpRequest *req) {
+        http_reply_error(req, 503, "unavailable", "Redis is unreachable; try again later");
+}
+
 int service_require_redis(Service *s, HttpRequest *req) {
         if (redis_conn_is_up(s->redis))
                 return 0;
@@ -239,7 +243,7 @@ void service_reply_locate_error(HttpRequest *req, int r, const char *id) {
                 http_reply_error(req, 409, "conflict",
                                  "job id '%s' exists in several queues: name the queue", id);
         else if (r == -ENOTCONN || r == -ECONNRESET || r == -ETIMEDOUT)
-                http_reply_error(req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(req);
         else
                 http_reply_error(req, 500, "internal", "looking up job '%s' failed: %s", id,
                                  strerror(-r));

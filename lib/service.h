@@ -54,6 +54,9 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
 int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
                           size_t *ret_index);
 
+/* 503 `unavailable`: Redis could not be reached for this request. */
+void service_reply_unavailable(HttpRequest *req);
+
 /* Replies 503 when Redis is down and returns -ENOTCONN; 0 when up. */
 int service_require_redis(Service *s, HttpRequest *req);
 

@@ -20,6 +20,9 @@ static inline int unhexchar(char c) {
         return -EINVAL;
 }
 
+/* Writes all of data to fd, retrying short writes and EINTR. 0 or -errno. */
+int write_all(int fd, const void *data, size_t len);
+
 /* The convention of every decoder with a `char **ret_error`: on failure, a malloc'd message
  * (left NULL when out of memory) in *ret_error if ret_error is not NULL. Returns r. */
 int error_setf(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);

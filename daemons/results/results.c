@@ -18,6 +18,7 @@
 #include "record.h"
 #include "redis.h"
 #include "service.h"
+#include "strutil.h"
 
 #define GATHER_COUNT "256"
 #define WAIT_DEFAULT_SEC 30
@@ -108,20 +109,8 @@ static char *result_path(Results *r, size_t qi, const char *id, const char *file
 
 static int write_file(int dirfd, const char *name, const void *data, size_t len) {
         _cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-        const uint8_t *p = data;
 
-        if (fd < 0)
-                return -errno;
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
+        return fd < 0 ? -errno : write_all(fd, data, len);
 }
 
 static void remove_tree(const char *dir) {
@@ -430,7 +419,7 @@ static void waiter_answer(Waiter *w, bool woken) {
         http_request_keep(w->req, on_query_abort, q);
         k = w->batch ? query_batch(q) : query_status(q);
         if (k < 0) {
-                http_reply_error(w->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(w->req);
                 query_free(q);
         }
         waiter_free(w);
@@ -524,7 +513,7 @@ static void on_status_record(RedisConn *c, const redisReply *rec, int error, voi
         if (!q->req)
                 goto out;
         if (error < 0) {
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
                 goto out;
         }
         status = record_to_status(rec, queue_name(r, q->queue), q->id);
@@ -604,7 +593,7 @@ static void on_job_located(Service *svc, int k, size_t qi, void *userdata) {
         else
                 k = query_status(q);
         if (k < 0) {
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
                 query_free(q);
         }
 }
@@ -701,7 +690,7 @@ static void on_batch_record(RedisConn *c, const redisReply *rec, int error, void
         if (!q->req)
                 goto out;
         if (error < 0) {
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
                 goto out;
         }
         status = batch_status(q->results, rec, q->queue, q->id);
@@ -733,7 +722,7 @@ static void on_batch_located(Service *svc, int k, size_t qi, void *userdata) {
         if (service_request_queue(svc, q->req, queue_name(q->results, qi), false, &q->queue) < 0)
                 return query_free(q);
         if (query_batch(q) < 0) {
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
                 query_free(q);
         }
 }
@@ -826,7 +815,7 @@ static void on_queue_exec(RedisConn *c, const redisReply *reply, int error, void
         if (--qq->pending > 0)
                 return;
         if (qq->req && qq->error < 0)
-                http_reply_error(qq->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(qq->req);
         else if (qq->req)
                 http_reply_json(qq->req, 200, json_pack("{s:O}", "queues", qq->queues));
         json_decref(qq->queues);
@@ -912,7 +901,7 @@ static void on_dead_details(RedisConn *c, const redisReply *reply, int error, vo
                                                       "finished", (double) finished / 1000.0));
         }
         if (q->req && error < 0)
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
         else if (q->req)
                 http_reply_json(q->req, 200, json_pack("{s:s, s:o}", "queue",
                                                        queue_name(q->results, q->queue), "jobs", jobs));
@@ -928,7 +917,7 @@ static void on_dead_ids(RedisConn *c, const redisReply *reply, int error, void *
 
         if (!q->req || error < 0 || !reply || reply->type != REDIS_REPLY_ARRAY) {
                 if (q->req)
-                        http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                        service_reply_unavailable(q->req);
                 return query_free(q);
         }
         q->acc = json_array();
@@ -941,7 +930,7 @@ static void on_dead_ids(RedisConn *c, const redisReply *reply, int error, void *
         if (e >= 0)
                 e = redis_command(c, on_dead_details, q, "EXEC");
         if (e < 0) {
-                http_reply_error(q->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(q->req);
                 query_free(q);
         }
 }

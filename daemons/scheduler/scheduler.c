@@ -347,7 +347,7 @@ static void on_cancel_located(Service *svc, int r, size_t qi, void *userdata) {
                                k->batch_prefix };
         if (!jk || redis_script(svc->redis, SCRIPT_CANCEL, on_cancel_reply, p, 5, ELEMENTSOF(argv),
                                 argv, NULL) < 0) {
-                http_reply_error(p->req, 503, "unavailable", "Redis is unreachable; try again later");
+                service_reply_unavailable(p->req);
                 pending_free(p);
         }
 }

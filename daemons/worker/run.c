@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "spawn.h"
+#include "strutil.h"
 
 /* After the main process exited, how long to wait for the pipes to reach EOF (a descendant
  * that left the process group may hold them) before the result is taken as it is. */
@@ -250,10 +251,9 @@ static void run_check_complete(JobRun *run) {
 
 static int make_stdin(const JobRunParams *p, int *ret_fd) {
         _cleanup_close_ int fd = -EBADF;
-        const uint8_t *d = p->payload;
-        size_t left = p->payload_len;
+        int r;
 
-        if (left == 0) {
+        if (p->payload_len == 0) {
                 fd = fcntl(p->devnull_fd, F_DUPFD_CLOEXEC, 3);
                 if (fd < 0)
                         return -errno;
@@ -264,15 +264,9 @@ static int make_stdin(const JobRunParams *p, int *ret_fd) {
         fd = memfd_create("tasad-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
                 return -errno;
-        while (left > 0) {
-                ssize_t n = write(fd, d, left);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                d += n;
-                left -= (size_t) n;
-        }
+        r = write_all(fd, p->payload, p->payload_len);
+        if (r < 0)
+                return r;
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return -errno;
         (void) fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);

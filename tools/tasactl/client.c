@@ -96,15 +96,17 @@ static int headers_build(Client *c) {
         return 0;
 }
 
-/* Options that hold for every request. */
-static int handle_setup(Client *c) {
-        CURLcode cc = CURLE_OK;
-
+/* Sets one curl option unless an earlier one failed (cc is the caller's CURLcode). */
 #define SET(opt, val)                                                   \
         do {                                                            \
                 if (cc == CURLE_OK)                                     \
                         cc = curl_easy_setopt(c->curl, opt, val);       \
         } while (0)
+
+/* Options that hold for every request. */
+static int handle_setup(Client *c) {
+        CURLcode cc = CURLE_OK;
+
         SET(CURLOPT_ERRORBUFFER, c->errbuf);
         SET(CURLOPT_WRITEFUNCTION, on_data);
         SET(CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_TIMEOUT_MS);
@@ -113,7 +115,6 @@ static int handle_setup(Client *c) {
         SET(CURLOPT_FOLLOWLOCATION, 0L);
         SET(CURLOPT_NOSIGNAL, 1L);
         SET(CURLOPT_USERAGENT, "tasactl/" TASAD_VERSION);
-#undef SET
         return cc == CURLE_OK ? 0 : -EINVAL;
 }
 
@@ -215,11 +216,6 @@ static int request_setup(Client *c, ClientService s, const char *method, const c
         bool post = streq(method, "POST");
         CURLcode cc = CURLE_OK;
 
-#define SET(opt, val)                                                   \
-        do {                                                            \
-                if (cc == CURLE_OK)                                     \
-                        cc = curl_easy_setopt(c->curl, opt, val);       \
-        } while (0)
         SET(CURLOPT_URL, url);
         SET(CURLOPT_UNIX_SOCKET_PATH, c->sockets[s]);
         SET(CURLOPT_WRITEDATA, b);
@@ -232,7 +228,6 @@ static int request_setup(Client *c, ClientService s, const char *method, const c
         } else
                 SET(CURLOPT_HTTPGET, 1L);
         SET(CURLOPT_CUSTOMREQUEST, post || streq(method, "GET") ? NULL : method);
-#undef SET
         if (cc != CURLE_OK)
                 return client_error(c, EINVAL, "cannot set up request %s %s: %s", method, url,
                                     curl_easy_strerror(cc));
