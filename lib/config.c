@@ -102,10 +102,12 @@ static int problem_report(Problem *p, int r, const char *path, const char *key, 
 typedef enum ConfigType {
         CONFIG_STRING,    /* char *, NULL when unset and without default */
         CONFIG_UINT,      /* unsigned; a libconfig integer */
+        CONFIG_COUNT,     /* uint64_t; a libconfig integer (or "infinity" with .infinity) */
         CONFIG_DURATION,  /* uint64_t usec; "30s" or an integer number of seconds */
         CONFIG_SIZE,      /* uint64_t bytes; "1M" or an integer number of bytes */
         CONFIG_STRV,      /* char **, NULL-terminated; an array or list of strings */
         CONFIG_REDIS_URL, /* RedisAddress */
+        CONFIG_BOOL,      /* bool; true or false */
 } ConfigType;
 
 typedef struct ConfigItem ConfigItem;
@@ -125,6 +127,7 @@ struct ConfigItem {
         const char *def_str;           /* STRING, REDIS_URL */
         const char *const *def_strv;   /* STRV */
         uint64_t min, max;             /* UINT, DURATION, SIZE: inclusive bounds */
+        bool infinity;                 /* DURATION, SIZE: "infinity" is UINT64_MAX */
         ConfigValidator validate;
 };
 
@@ -198,6 +201,10 @@ static int number_from_string(const ConfigItem *it, const config_setting_t *s, u
         const char *str = config_setting_get_string(s);
         int r;
 
+        if (it->infinity && streq(str, "infinity")) {
+                *ret = UINT64_MAX;
+                return 0;
+        }
         if (!nt->parse)
                 return problem(p, s, "%s", nt->expected);
         r = nt->parse(str, ret);
@@ -239,7 +246,7 @@ static int parse_number_setting(const ConfigItem *it, const config_setting_t *s,
         }
         if (r < 0)
                 return r;
-        if (v < it->min || v > it->max)
+        if (v < it->min || (v > it->max && !(it->infinity && v == UINT64_MAX)))
                 return range_problem(it, s, nt->format(shown, sizeof(shown), v), p);
         if (it->type == CONFIG_UINT)
                 *(unsigned *) field = (unsigned) v;
@@ -288,6 +295,14 @@ static int parse_strv_setting(const ConfigItem *it, const config_setting_t *s, v
         return 0;
 }
 
+static int parse_bool_setting(const ConfigItem *it, const config_setting_t *s, void *field,
+                              Problem *p) {
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+                return problem(p, s, "expected true or false");
+        *(bool *) field = config_setting_get_bool(s);
+        return 0;
+}
+
 static int parse_redis_setting(const ConfigItem *it, const config_setting_t *s, void *field,
                                Problem *p) {
         RedisAddress a;
@@ -333,6 +348,10 @@ static int item_set_default(const ConfigItem *it, void *obj) {
         case CONFIG_UINT:
                 *(unsigned *) field = (unsigned) it->def;
                 return 0;
+        case CONFIG_BOOL:
+                *(bool *) field = it->def != 0;
+                return 0;
+        case CONFIG_COUNT:
         case CONFIG_DURATION:
         case CONFIG_SIZE:
                 *(uint64_t *) field = it->def;
@@ -352,9 +371,12 @@ static int item_parse(const ConfigItem *it, const config_setting_t *s, void *obj
         case CONFIG_STRING:
                 return parse_string_setting(it, s, field, p);
         case CONFIG_UINT:
+        case CONFIG_COUNT:
         case CONFIG_DURATION:
         case CONFIG_SIZE:
                 return parse_number_setting(it, s, field, p);
+        case CONFIG_BOOL:
+                return parse_bool_setting(it, s, field, p);
         case CONFIG_STRV:
                 return parse_strv_setting(it, s, field, p);
         case CONFIG_REDIS_URL:
@@ -408,7 +430,7 @@ static int schema_apply_item(const ConfigItem *it, const config_setting_t *root,
 
 /* ---- reading files ---- */
 
-static void config_freep(config_t **c) {
+void config_file_freep(config_t **c) {
         if (*c) {
                 config_destroy(*c);
                 free(*c);
@@ -416,7 +438,7 @@ static void config_freep(config_t **c) {
 }
 
 static int config_parse_stream(FILE *f, const char *path, config_t **ret, char **ret_error) {
-        _cleanup_(config_freep) config_t *cfg = malloc(sizeof(config_t));
+        _cleanup_(config_file_freep) config_t *cfg = malloc(sizeof(config_t));
         _cleanup_free_ char *dir = path_dirname(path), *file = NULL;
 
         if (!cfg || !dir)
@@ -433,8 +455,7 @@ static int config_parse_stream(FILE *f, const char *path, config_t **ret, char *
         return 0;
 }
 
-/* Opens and parses path. A missing file is -ENOENT; every failure sets *ret_error. */
-static int config_open(const char *path, config_t **ret, char **ret_error) {
+int config_file_read(const char *path, config_t **ret, char **ret_error) {
         _cleanup_fclose_ FILE *f = fopen(path, "re");
         struct stat st;
         int r;
@@ -457,12 +478,12 @@ static int config_open(const char *path, config_t **ret, char **ret_error) {
 /* Loads path into obj, whose defaults have been applied, following the schema. */
 static int schema_load(const ConfigItem *items, size_t n, const char *path, void *obj,
                        char **ret_error) {
-        _cleanup_(config_freep) config_t *cfg = NULL;
+        _cleanup_(config_file_freep) config_t *cfg = NULL;
         const config_setting_t *root;
         Problem p = {};
         int r;
 
-        r = config_open(path, &cfg, ret_error);
+        r = config_file_read(path, &cfg, ret_error);
         if (r < 0)
                 return r;
         root = config_root_setting(cfg);
@@ -730,6 +751,26 @@ static int validate_groups(const ConfigItem *it, void *obj, const config_setting
         return 0;
 }
 
+static int validate_user(const ConfigItem *it, void *obj, const config_setting_t *s,
+                         Problem *p) {
+        const char *v = *(char **) item_field(it, obj);
+
+        /* Whether the account exists is checked where jobs run (the worker's host). */
+        if (v && (v[0] == '\0' || strlen(v) > 32 || v[strcspn(v, " \t\n\r\f\v:/")] != '\0'))
+                return problem(p, s, "\"%s\" is not a valid user name", v);
+        return 0;
+}
+
+/* RLIMIT_CPU counts whole seconds. */
+static int validate_whole_seconds(const ConfigItem *it, void *obj, const config_setting_t *s,
+                                  Problem *p) {
+        uint64_t v = *(uint64_t *) item_field(it, obj);
+
+        if (v != UINT64_MAX && v % USEC_PER_SEC != 0)
+                return problem(p, s, "must be a whole number of seconds");
+        return 0;
+}
+
 static int validate_backoff_max(const ConfigItem *it, void *obj, const config_setting_t *s,
                                 Problem *p) {
         QueueConfig *q = obj;
@@ -772,6 +813,8 @@ static const ConfigItem tasad_schema[] = {
         { "results_socket", CONFIG_STRING, T(results_socket), .def_str = "/run/tasad/results.sock",
           .validate = validate_socket_path },
         { "worker_socket_dir", CONFIG_STRING, T(worker_socket_dir), .def_str = "/run/tasad/worker",
+          .validate = validate_absolute_path },
+        { "work_dir", CONFIG_STRING, T(work_dir), .def_str = "/var/lib/tasad/work",
           .validate = validate_absolute_path },
         { "policy_dirs", CONFIG_STRV, T(policy_dirs), .def_strv = default_policy_dirs,
           .validate = validate_path_list },
@@ -831,6 +874,7 @@ TasadConfig *tasad_config_free(TasadConfig *c) {
         free(c->results_socket);
         free(c->worker_socket_dir);
         strv_free(c->policy_dirs);
+        free(c->work_dir);
         free(c);
         return NULL;
 }
@@ -864,6 +908,25 @@ static const ConfigItem queue_schema[] = {
         { "policy", CONFIG_STRING, Q(policy), .def_str = "default",
           .validate = validate_policy_name },
         { "env", CONFIG_STRV, Q(env), .validate = validate_env },
+        { "user", CONFIG_STRING, Q(user), .validate = validate_user },
+        { "limit_cpu", CONFIG_DURATION, Q(limit_cpu_usec), .def = UINT64_MAX, .min = SEC(1),
+          .max = DAY(365), .infinity = true, .validate = validate_whole_seconds },
+        { "limit_memory", CONFIG_SIZE, Q(limit_memory), .def = GIB(1), .min = MIB(16),
+          .max = UINT64_C(1) << 50, .infinity = true },
+        { "limit_address_space", CONFIG_SIZE, Q(limit_address_space), .def = UINT64_MAX,
+          .min = MIB(16), .max = UINT64_C(1) << 50, .infinity = true },
+        { "limit_processes", CONFIG_COUNT, Q(limit_processes), .def = 512, .min = 1,
+          .max = 1 << 22, .infinity = true },
+        { "limit_open_files", CONFIG_COUNT, Q(limit_open_files), .def = 1024, .min = 16,
+          .max = 1 << 20 },
+        { "limit_file_size", CONFIG_SIZE, Q(limit_file_size), .def = GIB(1), .min = 0,
+          .max = UINT64_C(1) << 50, .infinity = true },
+        { "network", CONFIG_BOOL, Q(network), .def = true },
+        { "private_ipc", CONFIG_BOOL, Q(private_ipc), .def = false },
+        { "private_tmp", CONFIG_BOOL, Q(private_tmp), .def = false },
+        { "private_tmp_size", CONFIG_SIZE, Q(private_tmp_size), .def = MIB(64), .min = MIB(1),
+          .max = GIB(64) },
+        { "allow_degraded", CONFIG_BOOL, Q(allow_degraded), .def = false },
         { "submit_groups", CONFIG_STRV, Q(submit_groups), .def_strv = default_groups,
           .validate = validate_groups },
         { "read_groups", CONFIG_STRV, Q(read_groups), .def_strv = default_groups,
@@ -922,6 +985,7 @@ QueueConfig *queue_config_free(QueueConfig *q) {
         free(q->arg_pattern);
         free(q->policy);
         strv_free(q->env);
+        free(q->user);
         strv_free(q->submit_groups);
         strv_free(q->read_groups);
         free(q);

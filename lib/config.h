@@ -28,6 +28,8 @@ typedef struct TasadConfig {
         char *results_socket;           /* "results_socket", default /run/tasad/results.sock */
         char *worker_socket_dir;        /* "worker_socket_dir", default /run/tasad/worker */
         char **policy_dirs;             /* "policy_dirs", default [/etc/tasad/policy, /usr/share/tasad/policy] */
+        char *work_dir;                 /* "work_dir", jobs' working directories are made in
+                                         * <work_dir>/<queue>/, default /var/lib/tasad/work */
         uint64_t retention_usec;        /* "retention", finished job records in Redis, default 7d */
         uint64_t max_request;           /* "max_request", HTTP body limit, default 64M */
         uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
@@ -61,6 +63,23 @@ typedef struct QueueConfig {
         regex_t arg_regex;          /* compiled, anchored ^(?:pattern)$, valid when arg_pattern */
         char *policy;               /* "policy", sandbox profile name, default "default" */
         char **env;                 /* "env": ["NAME=value", …] passed to jobs; NULL-terminated */
+        char *user;                 /* "user": the account jobs run as; NULL: "nobody" when the
+                                     * worker runs as root, else the worker's own user */
+        /* Resource limits (setrlimit) of every job process; UINT64_MAX: "infinity". */
+        uint64_t limit_cpu_usec;    /* "limit_cpu", RLIMIT_CPU, default infinity (see timeout) */
+        uint64_t limit_memory;      /* "limit_memory", RLIMIT_DATA, default 1G */
+        uint64_t limit_address_space; /* "limit_address_space", RLIMIT_AS, default infinity */
+        uint64_t limit_processes;   /* "limit_processes", RLIMIT_NPROC (per user), default 512 */
+        uint64_t limit_open_files;  /* "limit_open_files", RLIMIT_NOFILE, default 1024 */
+        uint64_t limit_file_size;   /* "limit_file_size", RLIMIT_FSIZE, default 1G */
+        /* Namespaces. */
+        bool network;               /* "network", default true; false: an empty network
+                                     * namespace with only loopback */
+        bool private_ipc;           /* "private_ipc", default false: own SysV IPC / POSIX mq */
+        bool private_tmp;           /* "private_tmp", default false: own tmpfs on /tmp */
+        uint64_t private_tmp_size;  /* "private_tmp_size", default 64M */
+        bool allow_degraded;        /* "allow_degraded", default false: run even when a requested
+                                     * isolation layer is unavailable (logged) instead of refusing */
         char **submit_groups;       /* "submit_groups", default ["tasad"] */
         char **read_groups;         /* "read_groups", default ["tasad"] */
 } QueueConfig;
@@ -91,6 +110,12 @@ int queue_set_load(const char *dir, QueueSet **ret, char **ret_error);
 QueueSet *queue_set_free(QueueSet *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(QueueSet *, queue_set_free);
 QueueConfig *queue_set_find(const QueueSet *s, const char *name);
+
+/* Opens and parses one libconfig file (relative @include paths resolved next to it). A missing
+ * file is -ENOENT; every failure sets *ret_error ("<file>:<line>: <what>" for syntax errors). */
+typedef struct config_t config_t;
+int config_file_read(const char *path, config_t **ret, char **ret_error);
+void config_file_freep(config_t **c);
 
 /* Reads the Redis password from $CREDENTIALS_DIRECTORY/<name> when configured (trailing
  * newline stripped). 0 when nothing is configured. */

@@ -81,6 +81,11 @@ static inline void fclosep(FILE **f) {
                         func(*p);                   \
         }
 
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 /* NULL-terminated string vectors (strv). */
 static inline void strv_free(char **l) {
         if (!l)

@@ -6,11 +6,13 @@
  * In the child, in order: default signal mask and SIGPIPE disposition, a new session and
  * process group (so the whole tree can be killed with kill(-pid)), PR_SET_PDEATHSIG(SIGKILL),
  * stdin/stdout/stderr from the plan, every other fd closed, working directory,
- * PR_SET_NO_NEW_PRIVS, execve. The sandbox layers (rlimits, namespaces, seccomp) are inserted
- * here by the sandbox work, the filter last before execve. */
+ * then the sandbox's layers (sandbox.h: rlimits, namespaces, user, PR_SET_NO_NEW_PRIVS, the
+ * seccomp filter last), execve. */
 #pragma once
 
 #include <sys/types.h>
+
+typedef struct Sandbox Sandbox;
 
 typedef struct SpawnPlan {
         char *const *argv;      /* argv[0] is an absolute path */
@@ -19,8 +21,16 @@ typedef struct SpawnPlan {
         int stdin_fd;           /* each > 2 */
         int stdout_fd;
         int stderr_fd;
+        const Sandbox *sandbox; /* NULL: no sandbox layers (PR_SET_NO_NEW_PRIVS still set) */
 } SpawnPlan;
 
-/* Returns 0 with the child's pid and a pidfd (O_CLOEXEC), or -errno: the error of a failed
- * step in the child (e.g. -ENOENT from execve), already reaped. */
-int spawn_start(const SpawnPlan *plan, pid_t *ret_pid, int *ret_pidfd);
+typedef struct SpawnChild {
+        pid_t pid;
+        int pidfd;              /* O_CLOEXEC */
+        int listener_fd;        /* the job's seccomp listener (O_CLOEXEC), or -1 */
+} SpawnChild;
+
+/* Returns 0 with the child, or -errno: the error of a failed step in the child (e.g. -ENOENT
+ * from execve), the child already reaped, and the step's name (static) in *ret_failed_step
+ * when that is not NULL. */
+int spawn_start(const SpawnPlan *plan, SpawnChild *ret, const char **ret_failed_step);

@@ -6,7 +6,7 @@ packages=(
   build-essential meson ninja-build pkg-config python3
   libsystemd-dev libhiredis-dev libconfig-dev libseccomp-dev check libjansson-dev
   libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
-  redis-server redis-tools curl
+  redis-server redis-tools curl nmap
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,12 +1,32 @@
 /* tasad-worker QUEUE: runs the jobs of one queue (see worker.h). */
+#include <sys/prctl.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "policy.h"
+#include "sandbox.h"
 #include "tasad-build.h"
 #include "worker.h"
+
+/* --check-config: everything a start would check, the sandbox included, then the resolved
+ * policy. */
+static int check_config(const TasadConfig *config, const QueueConfig *queue) {
+        _cleanup_(sandbox_host_freep) SandboxHost *host = NULL;
+        _cleanup_(sandbox_freep) Sandbox *sandbox = NULL;
+        int r;
+
+        r = sandbox_host_new(&host);
+        if (r < 0)
+                return log_error_errno(r, "Failed to probe the job sandbox: %m"), 1;
+        printf("Job sandbox on this host: %s.\n", sandbox_host_describe(host));
+        if (worker_load_sandbox(host, config, queue, &sandbox) < 0)
+                return 1;
+        printf("Configuration and queue '%s' are valid.\n\n", queue->name);
+        return policy_format(sandbox_policy(sandbox), stdout) < 0 ? 1 : 0;
+}
 
 int main(int argc, char *argv[]) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
@@ -17,6 +37,9 @@ int main(int argc, char *argv[]) {
         int r;
 
         log_setup("tasad-worker");
+        /* Jobs may run as our own user (unprivileged mode): keep them out of our memory,
+         * environment and descriptors under /proc (it makes those root's). */
+        (void) prctl(PR_SET_DUMPABLE, 0);
         r = daemon_parse_argv(argc, argv, "Runs the jobs of QUEUE (" TASAD_SYSCONFDIR "/queues/QUEUE.conf).",
                               "QUEUE", &arg_config, &queue_name);
         if (r <= 0)
@@ -29,10 +52,10 @@ int main(int argc, char *argv[]) {
                 return 1;
         }
         if (daemon_check_config_only()) {
-                printf("Configuration and queue '%s' are valid.\n", queue->name);
+                r = check_config(config, queue);
                 queue_config_free(queue);
                 tasad_config_free(config);
-                return 0;
+                return r;
         }
         r = daemon_block_signals();
         if (r >= 0)

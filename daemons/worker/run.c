@@ -8,6 +8,9 @@
 #include <systemd/sd-event.h>
 #include <time.h>
 
+#include "parse.h"
+#include "policy.h"
+#include "sandbox.h"
 #include "spawn.h"
 #include "strutil.h"
 
@@ -28,7 +31,10 @@ struct JobRun {
         sd_event *event;
         pid_t pid;
         int pidfd;
-        sd_event_source *child_source, *timer;
+        sd_event_source *child_source, *timer, *notify_source;
+        int listener;                   /* the job's seccomp listener, or -1 */
+        SandboxViolation violation;     /* the first one (nr -1: none) */
+        uint64_t limit_cpu_usec, limit_memory;
         Capture out, err;
         uint64_t max_output, kill_grace_usec;
         uint64_t start_mono, start_real, end_mono;
@@ -112,6 +118,41 @@ static void kill_group(JobRun *run, int sig) {
         (void) kill(-run->pid, sig);
 }
 
+static void notify_close(JobRun *run) {
+        run->notify_source = sd_event_source_disable_unref(run->notify_source);
+        run->listener = safe_close(run->listener);
+}
+
+/* A process of the job made a call its policy forbids: the call is held by the kernel until
+ * we answer. Stop the whole job first, then refuse the call (a no-op once it is dead). */
+static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        JobRun *run = userdata;
+        SandboxViolation v;
+        int r = 0;
+
+        /* One notification per call: the source is level-triggered. */
+        if (revents & EPOLLIN) {
+                r = sandbox_violation_receive(fd, &v);
+                if (r >= 0) {
+                        if (run->violation.nr < 0)
+                                run->violation = v;
+                        if (!run->forced_outcome)
+                                run->forced_outcome = "sandbox-violation";
+                        run->killed_hard = true;
+                        (void) kill(v.pid, SIGKILL);   /* it may have left the process group */
+                        kill_group(run, SIGKILL);
+                        sandbox_violation_refuse(fd, &v);
+                        return 0;
+                }
+        }
+        /* -ENOENT: the caller died meanwhile. EPOLLHUP: no process uses the filter any more;
+         * any other error: nothing more will come from this listener. */
+        if ((revents & (EPOLLHUP | EPOLLERR)) ||
+            (r < 0 && r != -ENOENT && r != -EINTR && r != -EAGAIN))
+                notify_close(run);
+        return 0;
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static void timer_arm(JobRun *run, uint64_t usec_from_now) {
@@ -180,41 +221,99 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         return 0;
 }
 
-static char *classify(JobRun *run, int *ret_exit, const char **ret_detail) {
+static uint64_t run_cpu_usec(const JobRun *run) {
+        return (uint64_t) run->rusage.ru_utime.tv_sec * USEC_PER_SEC +
+               (uint64_t) run->rusage.ru_utime.tv_usec +
+               (uint64_t) run->rusage.ru_stime.tv_sec * USEC_PER_SEC +
+               (uint64_t) run->rusage.ru_stime.tv_usec;
+}
+
+static char *violation_detail(const JobRun *run) {
+        _cleanup_free_ char *name = NULL;
+        char *s;
+
+        if (run->violation.nr < 0)
+                return NULL;
+        name = policy_syscall_name(run->violation.nr);
+        if (!name || asprintf(&s, "system call %s (%d) by pid %d, not allowed by the policy",
+                              name, run->violation.nr, (int) run->violation.pid) < 0)
+                return NULL;
+        return s;
+}
+
+/* Memory: the kernel refuses allocations past RLIMIT_DATA (ENOMEM) without a signal; a job
+ * that then failed with its peak RSS within a quarter of the limit is taken as stopped by it. */
+static bool hit_memory_limit(const JobRun *run) {
+        int st = run->wait_status;
+        uint64_t rss = (uint64_t) run->rusage.ru_maxrss * 1024;
+        bool failed = WIFEXITED(st) ? WEXITSTATUS(st) != 0 : true;
+
+        return failed && run->limit_memory != UINT64_MAX && rss >= run->limit_memory / 4 * 3;
+}
+
+static char *limit_detail(const char *what, const char *limit, uint64_t v,
+                          const char *(*fmt)(char *, size_t, uint64_t)) {
+        char buf[32], *s;
+
+        return asprintf(&s, "%s: the %s limit (%s) was reached", what, limit,
+                        fmt(buf, sizeof(buf), v) ?: "?") < 0 ? NULL : s;
+}
+
+static const char *fmt_bytes(char *buf, size_t size, uint64_t v) {
+        snprintf(buf, size, "%" PRIu64 "M", v >> 20);
+        return buf;
+}
+
+/* resource-limit with which limit, or NULL when no limit explains the end. */
+static char *classify_limit(const JobRun *run) {
+        int st = run->wait_status;
+        bool sig = WIFSIGNALED(st);
+
+        if (sig && (WTERMSIG(st) == SIGXCPU ||
+                    (WTERMSIG(st) == SIGKILL && run->limit_cpu_usec != UINT64_MAX &&
+                     run_cpu_usec(run) >= run->limit_cpu_usec)))
+                return limit_detail("RLIMIT_CPU", "CPU time", run->limit_cpu_usec,
+                                    format_duration);
+        if (sig && WTERMSIG(st) == SIGXFSZ)
+                return strdup("RLIMIT_FSIZE: the file size limit was reached");
+        if (hit_memory_limit(run))
+                return limit_detail("RLIMIT_DATA", "memory", run->limit_memory, fmt_bytes);
+        return NULL;
+}
+
+static char *classify(JobRun *run, int *ret_exit, char **ret_detail) {
         int st = run->wait_status;
         char buf[16], *s = NULL;
 
         *ret_exit = -1;
         *ret_detail = NULL;
-        if (run->forced_outcome)
+        if (run->forced_outcome) {
+                if (streq(run->forced_outcome, "sandbox-violation"))
+                        *ret_detail = violation_detail(run);
                 return strdup(run->forced_outcome);
+        }
+        if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) {
+                *ret_detail = strdup("killed by the kernel's seccomp filter (SIGSYS); the system "
+                                     "call is not known");
+                return strdup("sandbox-violation");
+        }
+        *ret_detail = classify_limit(run);
+        if (*ret_detail)
+                return strdup("resource-limit");
         if (WIFEXITED(st)) {
                 *ret_exit = WEXITSTATUS(st);
                 return asprintf(&s, "exit:%d", WEXITSTATUS(st)) < 0 ? NULL : s;
         }
-        switch (WTERMSIG(st)) {
-        case SIGSYS:
-                *ret_detail = "killed by the seccomp filter (SIGSYS)";
-                return strdup("sandbox-violation");
-        case SIGXCPU:
-                *ret_detail = "RLIMIT_CPU";
-                return strdup("resource-limit");
-        case SIGXFSZ:
-                *ret_detail = "RLIMIT_FSIZE";
-                return strdup("resource-limit");
-        default:
-                return asprintf(&s, "signal:%s", signal_name(WTERMSIG(st), buf)) < 0 ? NULL : s;
-        }
+        return asprintf(&s, "signal:%s", signal_name(WTERMSIG(st), buf)) < 0 ? NULL : s;
 }
 
 static JobResult *build_result(JobRun *run) {
         _cleanup_(job_result_freep) JobResult *r = calloc(1, sizeof(JobResult));
-        const char *detail;
 
         if (!r)
                 return NULL;
-        r->outcome = classify(run, &r->exit_code, &detail);
-        if (!r->outcome || (detail && !(r->detail = strdup(detail))))
+        r->outcome = classify(run, &r->exit_code, &r->detail);
+        if (!r->outcome)
                 return NULL;
         r->out = TAKE_PTR(run->out.data);
         r->out_len = run->out.len;
@@ -225,10 +324,7 @@ static JobResult *build_result(JobRun *run) {
         r->started_usec = run->start_real;
         r->wall_usec = run->end_mono - run->start_mono;
         r->finished_usec = run->start_real + r->wall_usec;
-        r->cpu_usec = (uint64_t) run->rusage.ru_utime.tv_sec * USEC_PER_SEC +
-                      (uint64_t) run->rusage.ru_utime.tv_usec +
-                      (uint64_t) run->rusage.ru_stime.tv_sec * USEC_PER_SEC +
-                      (uint64_t) run->rusage.ru_stime.tv_usec;
+        r->cpu_usec = run_cpu_usec(run);
         r->max_rss_kib = (uint64_t) run->rusage.ru_maxrss;
         return TAKE_PTR(r);
 }
@@ -240,6 +336,7 @@ static void run_check_complete(JobRun *run) {
                 return;
         run->done_called = true;
         run->timer = sd_event_source_disable_unref(run->timer);
+        notify_close(run);
         result = build_result(run);
         if (!result) { /* out of memory: still report, with what we can */
                 result = calloc(1, sizeof(JobResult));
@@ -300,14 +397,23 @@ static int run_watch(JobRun *run) {
         r = sd_event_add_io(run->event, &run->err.source, run->err.fd, EPOLLIN, on_output, run);
         if (r < 0)
                 return r;
+        if (run->listener >= 0) {
+                r = sd_event_add_io(run->event, &run->notify_source, run->listener, EPOLLIN,
+                                    on_notify, run);
+                if (r < 0)
+                        return r;
+                /* Before the output: a violation is recorded before the pipes' EOF. */
+                (void) sd_event_source_set_priority(run->notify_source, SD_EVENT_PRIORITY_IMPORTANT);
+        }
         return 0;
 }
 
 int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *userdata,
-                  JobRun **ret) {
+                  JobRun **ret, const char **ret_step) {
         _cleanup_(job_run_freep) JobRun *run = NULL;
         _cleanup_close_ int in_fd = -EBADF;
         int out[2] = { -EBADF, -EBADF }, err[2] = { -EBADF, -EBADF };
+        SpawnChild child;
         int r;
 
         run = calloc(1, sizeof(*run));
@@ -316,7 +422,11 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
         *run = (JobRun){ .event = sd_event_ref(e), .pid = 0, .pidfd = -EBADF,
                          .out.fd = -EBADF, .err.fd = -EBADF, .max_output = p->max_output,
                          .kill_grace_usec = p->kill_grace_usec, .done = done,
-                         .userdata = userdata };
+                         .userdata = userdata, .listener = -EBADF, .violation.nr = -1,
+                         .limit_cpu_usec = p->sandbox ? sandbox_limit_cpu_usec(p->sandbox)
+                                                      : UINT64_MAX,
+                         .limit_memory = p->sandbox ? sandbox_limit_memory(p->sandbox)
+                                                    : UINT64_MAX };
         r = make_stdin(p, &in_fd);
         if (r < 0)
                 return r;
@@ -333,13 +443,17 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
 
         run->start_mono = clock_usec(CLOCK_MONOTONIC);
         run->start_real = clock_usec(CLOCK_REALTIME);
-        r = spawn_start(&(SpawnPlan){ .argv = p->argv, .envp = p->envp, .stdin_fd = in_fd,
-                                      .stdout_fd = out[1], .stderr_fd = err[1] },
-                        &run->pid, &run->pidfd);
+        r = spawn_start(&(SpawnPlan){ .argv = p->argv, .envp = p->envp, .cwd = p->cwd,
+                                      .stdin_fd = in_fd, .stdout_fd = out[1], .stderr_fd = err[1],
+                                      .sandbox = p->sandbox },
+                        &child, ret_step);
         safe_close(out[1]);
         safe_close(err[1]);
         if (r < 0)
                 return r;
+        run->pid = child.pid;
+        run->pidfd = child.pidfd;
+        run->listener = child.listener_fd;
         r = run_watch(run);
         if (r < 0) {
                 kill_group(run, SIGKILL);
@@ -364,6 +478,7 @@ JobRun *job_run_free(JobRun *run) {
         }
         run->child_source = sd_event_source_disable_unref(run->child_source);
         run->timer = sd_event_source_disable_unref(run->timer);
+        notify_close(run);
         capture_close(&run->out);
         capture_close(&run->err);
         free(run->out.data);

@@ -12,6 +12,7 @@
 
 typedef struct sd_event sd_event;
 typedef struct JobRun JobRun;
+typedef struct Sandbox Sandbox;
 
 /* Called once, when the process has exited and both pipes are closed (or drained for a while).
  * `result` is owned by the callee. The callee may free the run from inside the callback. */
@@ -26,11 +27,14 @@ typedef struct JobRunParams {
         uint64_t kill_grace_usec;
         uint64_t max_output;
         int devnull_fd;          /* stdin when there is no payload */
+        const char *cwd;         /* the job's working directory (NULL: "/") */
+        const Sandbox *sandbox;  /* read only while starting; NULL: none */
 } JobRunParams;
 
-/* Starts the process. -errno when it could not be started (ret untouched). */
+/* Starts the process. -errno when it could not be started (ret untouched), with the failed
+ * step of the child's set-up (static) in *ret_step when not NULL. */
 int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *userdata,
-                  JobRun **ret);
+                  JobRun **ret, const char **ret_step);
 /* Stops the job early: TERM to its process group, KILL after the grace (at once when
  * `immediately`). The result's outcome is `outcome` ("cancelled", "lease-lost", "released"). */
 void job_run_stop(JobRun *run, const char *outcome, bool immediately);

@@ -4,17 +4,20 @@
 #include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 #include <time.h>
 
 #include "args.h"
 #include "config.h"
+#include "fsutil.h"
 #include "job.h"
 #include "keys.h"
 #include "log.h"
 #include "redis.h"
 #include "run.h"
+#include "sandbox.h"
 
 #define JOB_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -37,6 +40,8 @@ struct WorkerJob {
         bool lost;        /* lease lost: the result is discarded */
         bool release;     /* interrupted by the drain timeout: give back, not finish */
         bool inflight;    /* finish/release script sent, no answer yet */
+        char *workdir;    /* the job's directory in the queue's work directory, or NULL */
+        char *workdir_path; /* the same, absolute */
         LogJob log;
 };
 
@@ -44,6 +49,9 @@ struct Worker {
         sd_event *event;
         TasadConfig *config;
         QueueConfig *queue;        /* replaced on SIGHUP */
+        SandboxHost *host;
+        Sandbox *sandbox;          /* the queue's, replaced on SIGHUP */
+        int work_dirfd;            /* <work_dir>/<queue> */
         char *name;                /* the queue's name: outlives reloads, jobs' log fields use it */
         QueueKeys *keys;
         char *id, *proc_key;
@@ -116,6 +124,43 @@ static WorkerJob *job_new(Worker *w, const char *id) {
         return j;
 }
 
+/* The job's own working directory, made for each attempt and removed after it. */
+static int job_workdir_make(WorkerJob *j) {
+        Worker *w = j->worker;
+        uid_t uid;
+        gid_t gid;
+
+        if (asprintf(&j->workdir, "%s.%s", j->id, j->attempt) < 0) {
+                j->workdir = NULL;
+                return -ENOMEM;
+        }
+        if (asprintf(&j->workdir_path, "%s/%s/%s", w->config->work_dir, w->name, j->workdir) < 0) {
+                j->workdir_path = NULL;
+                return -ENOMEM;
+        }
+        (void) rm_rf_at(w->work_dirfd, j->workdir); /* left over by a crashed worker */
+        if (mkdirat(w->work_dirfd, j->workdir, 0700) < 0)
+                return -errno;
+        sandbox_job_user(w->sandbox, &uid, &gid);
+        if ((uid != geteuid() || gid != getegid()) &&
+            fchownat(w->work_dirfd, j->workdir, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        return 0;
+}
+
+static void job_workdir_remove(WorkerJob *j) {
+        int r;
+
+        if (!j->workdir)
+                return;
+        r = rm_rf_at(j->worker->work_dirfd, j->workdir);
+        if (r < 0 && r != -ENOENT)
+                log_job_errno(LOG_WARNING, r, &j->log, "Could not remove the job's directory %s/%s/%s: %m",
+                              j->worker->config->work_dir, j->worker->name, j->workdir);
+        j->workdir = mfree(j->workdir);
+        j->workdir_path = mfree(j->workdir_path);
+}
+
 static void job_free(WorkerJob *j) {
         Worker *w = j->worker;
 
@@ -127,6 +172,7 @@ static void job_free(WorkerJob *j) {
                 j->next->prev = j->prev;
         w->n_jobs--;
         job_run_free(j->run);
+        job_workdir_remove(j);
         job_result_free(j->result);
         free(j->id);
         free(j->key);
@@ -230,6 +276,7 @@ static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         WorkerJob *j = userdata;
 
         j->run = job_run_free(run);
+        job_workdir_remove(j);
         if (!result || j->lost) {
                 if (j->lost)
                         log_job(LOG_WARNING, &j->log, "Job killed: its lease was lost.");
@@ -295,6 +342,7 @@ static void job_launch(WorkerJob *j, const redisReply *reply) {
         const char *payload = redis_reply_string(redis_reply_element(reply, 3), &payload_len);
         const char *t = redis_reply_string(redis_reply_element(reply, 4), &t_len);
         uint64_t timeout = q->timeout_usec, job_timeout;
+        const char *step = NULL;
         int r;
 
         r = job_args_decode(a ? a : "", args_len, q->max_args, q->max_arg_len, &args, &n_args);
@@ -307,15 +355,23 @@ static void job_launch(WorkerJob *j, const redisReply *reply) {
         if (t && t_len > 0 && parse_uint64(t, &job_timeout) >= 0 && job_timeout > 0)
                 timeout = MIN(timeout, job_timeout);
         r = job_build_env(j, &env);
+        if (r >= 0) {
+                step = "make the job's directory";
+                r = job_workdir_make(j);
+        }
         if (r >= 0)
                 r = job_run_start(w->event, &(JobRunParams){
                         .argv = argv, .envp = env, .payload = (const uint8_t *) payload,
                         .payload_len = payload ? payload_len : 0, .timeout_usec = timeout,
                         .kill_grace_usec = q->kill_grace_usec, .max_output = q->max_output,
-                        .devnull_fd = w->devnull_fd }, on_job_done, j, &j->run);
+                        .devnull_fd = w->devnull_fd, .cwd = j->workdir_path, .sandbox = w->sandbox },
+                        on_job_done, j, &j->run, &step);
         if (r < 0) {
-                log_job_errno(LOG_ERR, r, &j->log, "Failed to start %s: %m", argv[0]);
-                if (asprintf(&detail, "cannot execute %s: %s", argv[0], strerror(-r)) < 0)
+                job_workdir_remove(j);
+                log_job_errno(LOG_ERR, r, &j->log, "Failed to start %s (%s): %m", argv[0],
+                              step ? step : "set-up");
+                if (asprintf(&detail, "cannot execute %s: %s: %s", argv[0], step ? step : "set-up",
+                             strerror(-r)) < 0)
                         detail = NULL;
                 return job_fail_early(j, "exit:127", 127, detail ? detail : "cannot execute");
         }
@@ -590,15 +646,21 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Worker *w = userdata;
         QueueConfig *q = NULL;
+        Sandbox *sb = NULL;
 
-        if (worker_load_queue(w->config, w->name, &q) < 0) {
+        if (worker_load_queue(w->config, w->name, &q) < 0 ||
+            worker_load_sandbox(w->host, w->config, q, &sb) < 0) {
+                queue_config_free(q);
                 log_error("Reload failed; keeping the previous configuration of queue '%s'.",
                           w->name);
                 return 0;
         }
-        /* Running jobs keep their own argv and limits; new jobs use the new file. */
+        /* Running jobs keep their own argv and limits; new jobs use the new file. The sandbox
+         * is only read while a job starts. */
         queue_config_free(w->queue);
         w->queue = q;
+        sandbox_free(w->sandbox);
+        w->sandbox = sb;
         log_info("Reloaded queue '%s' (concurrency %u).", q->name, q->concurrency);
         status_changed(w);
         worker_fetch(w);
@@ -619,6 +681,38 @@ int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig 
         if (r < 0)
                 return log_error_errno(r, "Failed to load queue '%s': %s", queue,
                                        error ? error : strerror(-r));
+        return 0;
+}
+
+int worker_load_sandbox(SandboxHost *host, const TasadConfig *config, const QueueConfig *queue,
+                        Sandbox **ret) {
+        _cleanup_free_ char *error = NULL;
+        Sandbox *s;
+        int r;
+
+        r = sandbox_new(host, queue, config->policy_dirs, &s, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the sandbox of queue '%s': %s",
+                                       queue->name, error ? error : strerror(-r));
+        for (char *const *w = sandbox_warnings(s); *w; w++)
+                log_warning("Queue '%s': %s.", queue->name, *w);
+        *ret = s;
+        return 0;
+}
+
+static int worker_open_work_dir(Worker *w) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s", w->config->work_dir, w->name) < 0)
+                return log_oom();
+        r = mkdir_parents(path, 0711);
+        if (r >= 0) {
+                w->work_dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                r = w->work_dirfd < 0 ? -errno : 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the work directory %s: %m", path);
         return 0;
 }
 
@@ -664,12 +758,22 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
         w->event = sd_event_ref(e);
         w->config = config;
         w->queue = queue;
+        w->work_dirfd = -EBADF;
         w->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (w->devnull_fd < 0)
                 return -errno;
+        r = sandbox_host_new(&w->host);
+        if (r < 0)
+                return r;
+        log_info("Job sandbox: %s.", sandbox_host_describe(w->host));
         w->name = strdup(queue->name);
         if (!w->name)
                 return -ENOMEM;
+        r = worker_load_sandbox(w->host, config, queue, &w->sandbox);
+        if (r >= 0)
+                r = worker_open_work_dir(w);
+        if (r < 0)
+                return r;
         r = queue_keys_new(config->prefix, queue->name, &w->keys);
         if (r >= 0)
                 r = worker_make_id(w);
@@ -704,6 +808,7 @@ Worker *worker_free(Worker *w) {
                 WorkerJob *j = w->jobs;
                 w->jobs = j->next;
                 job_run_free(j->run);
+                job_workdir_remove(j);
                 job_result_free(j->result);
                 free(j->id);
                 free(j->key);
@@ -716,8 +821,11 @@ Worker *worker_free(Worker *w) {
         sd_event_source_disable_unref(w->status_event);
         queue_keys_free(w->keys);
         queue_config_free(w->queue);
+        sandbox_free(w->sandbox);
+        sandbox_host_free(w->host);
         tasad_config_free(w->config);
         safe_close(w->devnull_fd);
+        safe_close(w->work_dirfd);
         free(w->name);
         free(w->id);
         free(w->proc_key);

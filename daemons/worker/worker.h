@@ -8,6 +8,8 @@ typedef struct sd_event sd_event;
 typedef struct TasadConfig TasadConfig;
 typedef struct QueueConfig QueueConfig;
 typedef struct Worker Worker;
+typedef struct SandboxHost SandboxHost;
+typedef struct Sandbox Sandbox;
 
 /* Takes ownership of config and queue. queue_path is re-read on SIGHUP. */
 int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **ret);
@@ -19,3 +21,7 @@ int worker_start(Worker *w);
 
 /* Loads <queues_dir>/<queue>.conf for the worker of `queue`. Logs what is wrong. */
 int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig **ret);
+/* Loads and compiles the queue's sandbox (policy, limits, namespaces). Logs what is wrong and
+ * the layers dropped under allow_degraded. */
+int worker_load_sandbox(SandboxHost *host, const TasadConfig *config, const QueueConfig *queue,
+                        Sandbox **ret);

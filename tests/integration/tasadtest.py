@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 SRC_DIR = Path(__file__).resolve().parent
+POLICY_DIR = SRC_DIR.parent.parent / "policy"
 JOBS_DIR = SRC_DIR / "jobs"
 BUILD_DIR = Path(os.environ.get("TASAD_BUILD_DIR") or SRC_DIR.parent.parent / "build-it")
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -478,10 +479,10 @@ class Env:
         return e
 
     # --- Redis --------------------------------------------------------------------------
-    def start_redis(self, timeout: float = 20) -> None:
+    def start_redis(self, timeout: float = 20, socket_perm: str = "700") -> None:
         check(self.redis is None or self.redis.poll() is not None, "redis already running")
         argv = [REDIS_SERVER, "--port", "0", "--unixsocket", str(self.redis_sock),
-                "--unixsocketperm", "700", "--dir", str(self.redis_dir), "--appendonly", "yes",
+                "--unixsocketperm", socket_perm, "--dir", str(self.redis_dir), "--appendonly", "yes",
                 "--save", "", "--daemonize", "no", "--logfile", str(self.redis_log)]
         self.redis = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, cwd=self.redis_dir)
@@ -542,6 +543,8 @@ class Env:
             "scheduler_socket": str(self.scheduler_socket),
             "results_socket": str(self.results_socket),
             "worker_socket_dir": str(self.worker_socket_dir),
+            "work_dir": str(self.tmp / "work"),
+            "policy_dirs": [str(POLICY_DIR)],
             "retention": "1h",
         }
         keys.update(overrides)
@@ -550,8 +553,12 @@ class Env:
         return path
 
     def queue_keys(self, queue: str, command: list[str], **keys) -> dict:
-        d = {"command": command}
+        """The keys of a queue file. Jobs run as root unless the test says otherwise (user =
+        None: the worker's default), so that the test scripts can write to the 0700 temporary
+        directory; the sandbox suite tests the other accounts."""
+        d = {"command": command, "user": "root"}
         d.update(keys)
+        d = {k: v for k, v in d.items() if v is not None}
         env = list(d.get("env", []))
         env.insert(0, f"TASAD_IT_TMP={self.tmp}")
         d["env"] = env
@@ -597,9 +604,9 @@ class Env:
 
     # --- daemons ------------------------------------------------------------------------
     def _start(self, name: str, kind: str, args: list[str], conf: Path | None,
-               extra_env: dict | None, socket_check) -> Daemon:
+               extra_env: dict | None, socket_check, wrapper: list[str] | None = None) -> Daemon:
         self.require(kind)
-        argv = [str(BINARIES[kind]), "-c", str(conf or self.conf)] + args
+        argv = list(wrapper or []) + [str(BINARIES[kind]), "-c", str(conf or self.conf)] + args
         e = {"TASAD_LOG_LEVEL": "info"}
         e.update(extra_env or {})
         d = Daemon(self, name, kind, argv, e, socket_check)
@@ -623,14 +630,15 @@ class Env:
         return d
 
     def start_worker(self, queue: str, name: str = "worker", extra_env: dict | None = None,
-                     ready: bool = True) -> Daemon:
-        """A worker of queue with its own configuration (see worker_conf)."""
+                     ready: bool = True, wrapper: list[str] | None = None) -> Daemon:
+        """A worker of queue with its own configuration (see worker_conf); wrapper: a command
+        line the worker's is appended to (setpriv, unshare …)."""
         conf, sd = self.worker_conf(name, queue)
 
         def socket_open():
             return sd.is_dir() and any(p.is_socket() for p in sd.iterdir())
 
-        d = self._start(name, "worker", [queue], conf, extra_env, socket_open)
+        d = self._start(name, "worker", [queue], conf, extra_env, socket_open, wrapper)
         d.conf = conf
         if ready:
             d.wait_ready()

@@ -31,11 +31,6 @@ static struct {
         char *extra[MAX_EXTRA_ARGS + 1];
 } srv;
 
-static void *mfree(void *p) {
-        free(p);
-        return NULL;
-}
-
 static void closedirp(DIR **d) {
         if (*d)
                 closedir(*d);

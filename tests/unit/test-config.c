@@ -46,6 +46,7 @@ static void assert_tasad_defaults(const TasadConfig *c) {
         ck_assert_str_eq(c->worker_socket_dir, "/run/tasad/worker");
         assert_strv(c->policy_dirs,
                     (const char *const[]) { "/etc/tasad/policy", "/usr/share/tasad/policy", NULL });
+        ck_assert_str_eq(c->work_dir, "/var/lib/tasad/work");
         ck_assert_uint_eq(c->retention_usec, SEC(7 * 86400));
         ck_assert_uint_eq(c->max_request, 64 << 20);
         ck_assert_uint_eq(c->redis_timeout_usec, SEC(10));
@@ -226,6 +227,18 @@ START_TEST(test_queue_minimal) {
         ck_assert_ptr_null(q->arg_pattern);
         ck_assert_str_eq(q->policy, "default");
         ck_assert_ptr_null(q->env);
+        ck_assert_ptr_null(q->user);
+        ck_assert_uint_eq(q->limit_cpu_usec, UINT64_MAX);
+        ck_assert_uint_eq(q->limit_memory, 1 << 30);
+        ck_assert_uint_eq(q->limit_address_space, UINT64_MAX);
+        ck_assert_uint_eq(q->limit_processes, 512);
+        ck_assert_uint_eq(q->limit_open_files, 1024);
+        ck_assert_uint_eq(q->limit_file_size, 1 << 30);
+        ck_assert(q->network);
+        ck_assert(!q->private_ipc);
+        ck_assert(!q->private_tmp);
+        ck_assert_uint_eq(q->private_tmp_size, 64 << 20);
+        ck_assert(!q->allow_degraded);
         assert_strv(q->submit_groups, (const char *const[]) { "tasad", NULL });
         assert_strv(q->read_groups, (const char *const[]) { "tasad", NULL });
 }
@@ -258,6 +271,18 @@ START_TEST(test_queue_full) {
                                                     "EMPTY=", NULL });
         assert_strv(q->submit_groups, (const char *const[]) { "scanners", "admins", NULL });
         assert_strv(q->read_groups, (const char *const[]) { NULL });
+        ck_assert_str_eq(q->user, "scanner");
+        ck_assert_uint_eq(q->limit_cpu_usec, SEC(120));
+        ck_assert_uint_eq(q->limit_memory, 256 << 20);
+        ck_assert_uint_eq(q->limit_address_space, (uint64_t) 4 << 30);
+        ck_assert_uint_eq(q->limit_processes, UINT64_MAX);
+        ck_assert_uint_eq(q->limit_open_files, 4096);
+        ck_assert_uint_eq(q->limit_file_size, 0);
+        ck_assert(!q->network);
+        ck_assert(q->private_ipc);
+        ck_assert(q->private_tmp);
+        ck_assert_uint_eq(q->private_tmp_size, 16 << 20);
+        ck_assert(q->allow_degraded);
 }
 END_TEST
 
@@ -345,6 +370,12 @@ static const BadCase queue_bad[] = {
         { "big-size.conf", -EINVAL, NULL, ":3: max_output: 1G is out of range (0..512M)" },
         { "big-arg-len.conf", -EINVAL, NULL, ":3: max_arg_len: 128K is out of range (1..131071)" },
         { "backoff-max.conf", -EINVAL, NULL, ": backoff_max: 10m is less than backoff (20m)" },
+        { "cpu-fraction.conf", -EINVAL, NULL, ":3: limit_cpu: must be a whole number of seconds" },
+        { "bool-string.conf", -EINVAL, NULL, ":3: network: expected true or false" },
+        { "bad-user.conf", -EINVAL, NULL, ":3: user: \"a:b\" is not a valid user name" },
+        { "small-memory.conf", -EINVAL, NULL,
+          ":3: limit_memory: 1M is out of range (16M..1024T)" },
+        { "files-infinity.conf", -EINVAL, NULL, ":3: limit_open_files: expected an integer" },
         { "bad-env.conf", -EINVAL, NULL,
           ":3: env[1]: not NAME=value with NAME matching [A-Za-z_][A-Za-z0-9_]*" },
         { "env-no-equals.conf", -EINVAL, NULL,

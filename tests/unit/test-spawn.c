@@ -81,6 +81,7 @@ static void run_argv(char *const *argv, char *const *envp, const char *cwd, cons
                      Run *run) {
         _cleanup_close_ int in_fd = memfd_with(in), pidfd = -EBADF;
         int out[2], err[2];
+        SpawnChild child;
         SpawnPlan plan;
 
         memset(run, 0, sizeof(*run));
@@ -88,9 +89,12 @@ static void run_argv(char *const *argv, char *const *envp, const char *cwd, cons
         ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
         plan = (SpawnPlan){ .argv = argv, .envp = envp, .cwd = cwd, .stdin_fd = in_fd,
                             .stdout_fd = out[1], .stderr_fd = err[1] };
-        ck_assert_int_eq(spawn_start(&plan, &run->pid, &pidfd), 0);
+        ck_assert_int_eq(spawn_start(&plan, &child, NULL), 0);
+        run->pid = child.pid;
+        pidfd = child.pidfd;
         ck_assert_int_gt(run->pid, 0);
         ck_assert_int_ge(pidfd, 3);
+        ck_assert_int_lt(child.listener_fd, 0);
         close(out[1]);
         close(err[1]);
         drain(out[0], err[0], run);
@@ -295,8 +299,8 @@ END_TEST
 START_TEST(test_enoent) {
         _cleanup_close_ int in = memfd_with("");
         int out[2], fds_before;
-        pid_t pid = -42;
-        int pidfd = -42;
+        SpawnChild child = { .pid = -42, .pidfd = -42, .listener_fd = -42 };
+        const char *step = NULL;
         SpawnPlan plan;
 
         ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
@@ -304,22 +308,24 @@ START_TEST(test_enoent) {
         plan = (SpawnPlan){ .argv = (char *const[]){ "/nonexistent/prog", NULL },
                             .envp = env_default, .stdin_fd = in, .stdout_fd = out[1],
                             .stderr_fd = out[1] };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -ENOENT);
-        ck_assert_int_eq(pid, -42);
-        ck_assert_int_eq(pidfd, -42);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -ENOENT);
+        ck_assert_int_eq(child.pid, -42);
+        ck_assert_int_eq(child.pidfd, -42);
+        ck_assert_str_eq(step, "execve");
         assert_no_children();
         ck_assert_int_eq(count_fds(), fds_before);
 
         /* Not executable. */
         plan.argv = (char *const[]){ "/etc/passwd", NULL };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EACCES);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EACCES);
         plan.argv = (char *const[]){ "/tmp", NULL };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EACCES);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EACCES);
         /* A working directory that does not exist fails before exec. */
         plan.argv = (char *const[]){ "/bin/true", NULL };
         plan.cwd = "/nonexistent-dir";
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -ENOENT);
-        ck_assert_int_eq(pid, -42);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -ENOENT);
+        ck_assert_int_eq(child.pid, -42);
+        ck_assert_str_eq(step, "chdir to the working directory");
         assert_no_children();
         ck_assert_int_eq(count_fds(), fds_before);
         close(out[0]);
@@ -329,33 +335,34 @@ END_TEST
 
 START_TEST(test_einval) {
         _cleanup_close_ int in = memfd_with("");
-        pid_t pid = -42;
-        int pidfd = -42;
+        SpawnChild child = { .pid = -42, .pidfd = -42, .listener_fd = -42 };
+        const char *step = NULL;
         SpawnPlan plan = { .argv = (char *const[]){ "bin/sh", "-c", "true", NULL },
                            .envp = env_default, .stdin_fd = in, .stdout_fd = in,
                            .stderr_fd = in };
 
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.argv = (char *const[]){ "sh", NULL };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.argv = (char *const[]){ "", NULL };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.argv = (char *const[]){ NULL };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.argv = NULL;
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         /* stdio must not be 0..2. */
         plan.argv = (char *const[]){ "/bin/true", NULL };
         plan.stdin_fd = STDIN_FILENO;
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.stdin_fd = in;
         plan.stdout_fd = STDERR_FILENO;
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
         plan.stdout_fd = in;
         plan.stderr_fd = STDOUT_FILENO;
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), -EINVAL);
-        ck_assert_int_eq(pid, -42);
-        ck_assert_int_eq(pidfd, -42);
+        ck_assert_int_eq(spawn_start(&plan, &child, &step), -EINVAL);
+        ck_assert_int_eq(child.pid, -42);
+        ck_assert_int_eq(child.pidfd, -42);
+        ck_assert_ptr_null(step);
         assert_no_children();
 }
 END_TEST
@@ -365,13 +372,16 @@ START_TEST(test_pidfd) {
         int in[2], status;
         pid_t pid;
         struct pollfd p;
+        SpawnChild child;
         SpawnPlan plan;
 
         ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
         plan = (SpawnPlan){ .argv = (char *const[]){ "/bin/sh", "-c", "read x; exit 7", NULL },
                             .envp = env_default, .stdin_fd = in[0], .stdout_fd = sink,
                             .stderr_fd = sink };
-        ck_assert_int_eq(spawn_start(&plan, &pid, &pidfd), 0);
+        ck_assert_int_eq(spawn_start(&plan, &child, NULL), 0);
+        pid = child.pid;
+        pidfd = child.pidfd;
         close(in[0]);
         ck_assert_int_eq(fcntl(pidfd, F_GETFD), FD_CLOEXEC);
         /* Running: not readable. */
@@ -413,14 +423,15 @@ START_TEST(test_pdeathsig) {
         helper = fork();
         ck_assert_int_ge(helper, 0);
         if (helper == 0) {
-                int in = memfd_with(""), sink = open("/dev/null", O_WRONLY | O_CLOEXEC), pidfd;
+                int in = memfd_with(""), sink = open("/dev/null", O_WRONLY | O_CLOEXEC);
                 SpawnPlan plan = { .argv = (char *const[]){ "/bin/sleep", "30", NULL },
                                    .envp = env_default, .stdin_fd = in, .stdout_fd = sink,
                                    .stderr_fd = sink };
+                SpawnChild child;
                 pid_t pid = 0;
 
-                if (spawn_start(&plan, &pid, &pidfd) < 0)
-                        pid = 0;
+                if (spawn_start(&plan, &child, NULL) >= 0)
+                        pid = child.pid;
                 (void) !write(p[1], &pid, sizeof(pid));
                 _exit(0);
         }

@@ -82,6 +82,7 @@ static const Verb verbs[] = {
         { "queues", 0, 0, 0, "", verb_queues },
         { "dead", 1, 1, 0, "QUEUE", verb_dead },
         { "requeue", 2, 2, 0, "QUEUE ID", verb_requeue },
+        { "policy", 1, 2, 0, "check NAME|FILE | groups", verb_policy },
 };
 
 /* --help, written to be turned into a man page by help2man. */
@@ -100,6 +101,10 @@ static const char help_text[] =
 "  queues                 list the queues: jobs per state, workers\n"
 "  dead QUEUE             list the jobs in a queue's dead-letter list\n"
 "  requeue QUEUE ID       move a dead job back to the ready list\n"
+"  policy check NAME|FILE validate a seccomp profile (by name from the\n"
+"                         policy directories, or a file) and print the\n"
+"                         resolved rules; nothing is sent to a daemon\n"
+"  policy groups          list the system call groups profiles can use\n"
 "\n"
 "Global options (before or after the verb):\n"
 "  -c, --config=FILE      configuration file with the socket paths (default:\n"
@@ -333,6 +338,10 @@ static int config_load(const char *scheduler, const char *results, TasadConfig *
         }
         r = tasad_config_new_default(ret);
         return r < 0 ? output_error(r, "cannot set up the default configuration: %m") : 0;
+}
+
+int tasactl_config(TasadConfig **ret) {
+        return config_load(NULL, NULL, ret);
 }
 
 int tasactl_client(Client **ret) {

@@ -39,6 +39,11 @@ extern uint64_t arg_timeout_usec;       /* parsed, for wait */
 /* Prints "tasactl: MESSAGE (see 'tasactl --help')" and returns TASACTL_EXIT_USAGE. */
 int tasactl_usage_error(const char *format, ...) _printf_(1, 2);
 
+typedef struct TasadConfig TasadConfig;
+/* Loads the configuration (-c, $TASAD_CONF, the default file or built-in defaults). Errors are
+ * printed. */
+int tasactl_config(TasadConfig **ret);
+
 /* Loads the configuration and connects on first use (the client stays owned by main.c).
  * Errors are printed. */
 int tasactl_client(Client **ret);
@@ -72,3 +77,4 @@ int verb_cancel(int argc, char *argv[]);
 int verb_queues(int argc, char *argv[]);
 int verb_dead(int argc, char *argv[]);
 int verb_requeue(int argc, char *argv[]);
+int verb_policy(int argc, char *argv[]);
