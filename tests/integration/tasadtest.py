@@ -339,7 +339,7 @@ class NotifyListener:
 
 class Daemon:
     def __init__(self, env: "Env", name: str, kind: str, argv: list[str], extra_env: dict,
-                 socket_check: Callable[[], bool] | None):
+                 socket_check: Callable[[], bool] | None, pass_fds: tuple = ()):
         self.env = env
         self.name = name
         self.kind = kind
@@ -358,7 +358,7 @@ class Daemon:
         e.update(extra_env)
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, env=e, cwd=env.tmp)
+                                     stderr=self.logf, env=e, cwd=env.tmp, pass_fds=pass_fds)
         _register(self.proc)
         self.started = time.monotonic()
         log(f"started {name} pid {self.proc.pid}: {' '.join(argv)}")
@@ -604,12 +604,13 @@ class Env:
 
     # --- daemons ------------------------------------------------------------------------
     def _start(self, name: str, kind: str, args: list[str], conf: Path | None,
-               extra_env: dict | None, socket_check, wrapper: list[str] | None = None) -> Daemon:
+               extra_env: dict | None, socket_check, wrapper: list[str] | None = None,
+               pass_fds: tuple = ()) -> Daemon:
         self.require(kind)
         argv = list(wrapper or []) + [str(BINARIES[kind]), "-c", str(conf or self.conf)] + args
         e = {"TASAD_LOG_LEVEL": "info"}
         e.update(extra_env or {})
-        d = Daemon(self, name, kind, argv, e, socket_check)
+        d = Daemon(self, name, kind, argv, e, socket_check, pass_fds)
         self.daemons.append(d)
         return d
 
@@ -630,15 +631,17 @@ class Env:
         return d
 
     def start_worker(self, queue: str, name: str = "worker", extra_env: dict | None = None,
-                     ready: bool = True, wrapper: list[str] | None = None) -> Daemon:
+                     ready: bool = True, wrapper: list[str] | None = None,
+                     pass_fds: tuple = ()) -> Daemon:
         """A worker of queue with its own configuration (see worker_conf); wrapper: a command
-        line the worker's is appended to (setpriv, unshare …)."""
+        line the worker's is appended to (setpriv, unshare …); pass_fds: descriptors the worker
+        inherits (without O_CLOEXEC)."""
         conf, sd = self.worker_conf(name, queue)
 
         def socket_open():
             return sd.is_dir() and any(p.is_socket() for p in sd.iterdir())
 
-        d = self._start(name, "worker", [queue], conf, extra_env, socket_open, wrapper)
+        d = self._start(name, "worker", [queue], conf, extra_env, socket_open, wrapper, pass_fds)
         d.conf = conf
         if ready:
             d.wait_ready()

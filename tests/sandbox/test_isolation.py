@@ -5,7 +5,10 @@ layer that silently stopped working fails the test."""
 
 import os
 import pwd
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -39,8 +42,19 @@ def test_descriptors_environment_workdir(env):
     env.start_redis()
     env.start_scheduler()
     env.start_results()
-    env.start_worker("iso", extra_env={SECRET.split("=")[0]: SECRET.split("=")[1]})
-    expect(run(env, "iso", "fds"), "done", "exit:0")
+    # The worker inherits a descriptor without O_CLOEXEC, as a daemon started carelessly might:
+    # only closing every descriptor in the child keeps it from the job.
+    leak_r, leak_w = os.pipe()
+    os.set_inheritable(leak_r, True)
+    try:
+        env.start_worker("iso", extra_env={SECRET.split("=")[0]: SECRET.split("=")[1]},
+                         pass_fds=(leak_r,))
+    finally:
+        os.close(leak_r)
+        os.close(leak_w)
+    st = run(env, "iso", "fds")
+    expect(st, "done", "exit:0")
+    eq(stdout(env, st), "no inherited descriptors\n", "descriptors the job found above 2")
     st = run(env, "iso", "env")
     expect(st, "done", "exit:0")
     out = stdout(env, st)
@@ -62,12 +76,50 @@ def test_descriptors_environment_workdir(env):
     check(not workdir.exists(), f"{workdir} still exists after the job")
 
 
+def test_no_new_privileges(env):
+    """a set-uid-root program started by a job of user nobody runs with the job's uid
+    (PR_SET_NO_NEW_PRIVS); the same program started as nobody outside tasad gets uid 0"""
+    if not shutil.which("setpriv"):
+        raise tasadtest.SkipTest("setpriv (util-linux) is not installed")
+    d = Path(tempfile.mkdtemp(prefix="tasad-suid-"))
+    try:
+        os.chmod(d, 0o755)
+        prog = d / "id"
+        shutil.copy("/usr/bin/id", prog)
+        os.chmod(prog, 0o4755)
+        r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            str(prog), "-u"], capture_output=True, text=True, timeout=30)
+        if r.stdout.strip() != "0":
+            raise tasadtest.SkipTest(f"set-uid programs do not work here ({r.stdout.strip()!r}, "
+                                     f"{r.stderr.strip()!r}): nothing to prove")
+        env.write_queue("suid", [str(prog), "-u"], user="nobody")
+        env.start_stack("suid")
+        st = run(env, "suid")
+        expect(st, "done", "exit:0")
+        eq(stdout(env, st).strip(), str(pwd.getpwnam("nobody").pw_uid),
+           "effective uid of a set-uid-root program run by a job")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_namespaces(env):
     """network = false: an empty network namespace (connecting to a port open on the host's
     127.0.0.1 is refused; nothing arrives); private_ipc, private_tmp: own IPC and mount
     namespaces, a file in /tmp stays invisible to the host. The same jobs on a queue without
     those keys share the host's namespaces and do connect."""
     hostile = sandboxtest.require_hostile()
+    # A private /tmp hides the host's, and the build directory may be under /tmp (CI clones
+    # there): run a copy from /var/tmp.
+    bindir = Path(tempfile.mkdtemp(prefix="tasad-hostile-", dir="/var/tmp"))
+    try:
+        os.chmod(bindir, 0o755)
+        shutil.copy(hostile, bindir / "hostile")
+        namespaces_with(env, str(bindir / "hostile"))
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)
+
+
+def namespaces_with(env, hostile: str) -> None:
     env.write_queue("closed", [hostile], user="nobody", policy="network-client", network=False,
                     private_ipc=True, private_tmp=True, concurrency=2)
     env.write_queue("open", [hostile], user="nobody", policy="network-client")
