@@ -95,8 +95,10 @@ static int fd_move_high(int fd) {
         if (fd < 0)
                 return -errno;
         k = fcntl(fd, F_DUPFD_CLOEXEC, SANDBOX_FD_MIN);
+        if (k < 0)
+                k = -errno;
         safe_close(fd);
-        return k < 0 ? -errno : k;
+        return k;
 }
 
 /* Privileged: an empty network namespace made by this process, which then returns to its own. */
@@ -250,8 +252,8 @@ static void host_probe_namespaces(SandboxHost *h) {
         if (h->privileged) {
                 r = netns_make_privileged(&h->netns_fd);
                 if (r >= 0)
-                        h->netns_fd = fd_move_high(h->netns_fd);
-                else
+                        r = h->netns_fd = fd_move_high(h->netns_fd);
+                if (r < 0)
                         h->netns_error = -r;
                 r = probe_in_child(probe_private_namespaces);
                 h->ns_ok = r >= 0;
@@ -494,6 +496,11 @@ static int sandbox_policy_compile(Sandbox *s, const QueueConfig *q, char *const 
         if (r < 0)
                 return error_setf(ret_error, r, "%s: policy \"%s\": cannot compile: %s", q->path,
                                   q->policy, strerror(-r));
+        if (MAX(s->notify.len, s->kill.len) > BPF_MAXINSNS)
+                return error_setf(ret_error, -E2BIG, "%s: policy \"%s\" compiles to %zu BPF "
+                                  "instructions, more than the kernel's limit of %d",
+                                  q->path, q->policy, MAX(s->notify.len, s->kill.len),
+                                  BPF_MAXINSNS);
         return 0;
 }
 

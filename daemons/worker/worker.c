@@ -358,6 +358,8 @@ static void job_launch(WorkerJob *j, const redisReply *reply) {
         if (r >= 0) {
                 step = "make the job's directory";
                 r = job_workdir_make(j);
+                if (r >= 0)
+                        step = NULL;
         }
         if (r >= 0)
                 r = job_run_start(w->event, &(JobRunParams){
