@@ -30,12 +30,16 @@ results_dir = "$T/results";
 scheduler_socket = "$T/scheduler.sock";
 results_socket = "$T/results.sock";
 worker_socket_dir = "$T/worker";
+work_dir = "$T/work";
+policy_dirs = ["$PWD/policy"];
 CONF
 # A bytes-in, bytes-out queue (aiotask) and an argv queue whose arguments are checked (tasa).
 cat > "$T/queues/wc.conf" <<CONF
 command = ["/usr/bin/wc", "-w"];
 concurrency = 2;
 timeout = "30s";
+policy = "strict";          # compute only: read stdin, write stdout
+network = false;
 CONF
 cat > "$T/queues/greet.conf" <<CONF
 command = ["/bin/echo", "hello,"];
