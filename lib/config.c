@@ -140,21 +140,6 @@ static const char *format_uint(char *buf, size_t size, uint64_t v) {
         return buf;
 }
 
-/* Bytes in the largest binary unit that represents them exactly ("64M", "1536K", "100"). */
-static const char *format_size(char *buf, size_t size, uint64_t v) {
-        static const struct {
-                const char *suffix;
-                unsigned shift;
-        } units[] = { { "T", 40 }, { "G", 30 }, { "M", 20 }, { "K", 10 } };
-
-        for (size_t i = 0; v > 0 && i < ELEMENTSOF(units); i++)
-                if ((v & ((UINT64_C(1) << units[i].shift) - 1)) == 0) {
-                        snprintf(buf, size, "%" PRIu64 "%s", v >> units[i].shift, units[i].suffix);
-                        return buf;
-                }
-        return format_uint(buf, size, v);
-}
-
 static const char *format_duration_any(char *buf, size_t size, uint64_t v) {
         return format_duration(buf, size, v) ?: "?";
 }

@@ -486,3 +486,19 @@ int redis_address_copy(const RedisAddress *src, RedisAddress *ret) {
         a = (RedisAddress) {};
         return 0;
 }
+
+/* Bytes in the largest binary unit that represents them exactly ("64M", "1536K", "100"). */
+const char *format_size(char *buf, size_t size, uint64_t v) {
+        static const struct {
+                const char *suffix;
+                unsigned shift;
+        } units[] = { { "T", 40 }, { "G", 30 }, { "M", 20 }, { "K", 10 } };
+
+        for (size_t i = 0; v > 0 && i < ELEMENTSOF(units); i++)
+                if ((v & ((UINT64_C(1) << units[i].shift) - 1)) == 0) {
+                        snprintf(buf, size, "%" PRIu64 "%s", v >> units[i].shift, units[i].suffix);
+                        return buf;
+                }
+        snprintf(buf, size, "%" PRIu64, v);
+        return buf;
+}

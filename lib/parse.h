@@ -19,6 +19,9 @@ int parse_uint64(const char *s, uint64_t *ret);
 
 /* Formats a duration as the shortest exact form ("1m30s", "250ms", "0"). buf >= 32 bytes. */
 const char *format_duration(char *buf, size_t size, uint64_t usec);
+/* Formats bytes in the largest binary unit that represents them exactly ("64M", "1536K",
+ * "100"). buf >= 24 bytes. */
+const char *format_size(char *buf, size_t size, uint64_t v);
 
 typedef struct RedisAddress {
         char *host;        /* NULL for unix sockets */

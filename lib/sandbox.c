@@ -10,6 +10,7 @@
 #include <net/if.h>
 #include <pwd.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -686,6 +687,16 @@ int sandbox_violation_receive(int listener_fd, SandboxViolation *ret) {
                 return -errno;
         *ret = (SandboxViolation){ .nr = n.data.nr, .pid = (pid_t) n.pid, .id = n.id };
         return 0;
+}
+
+void sandbox_violation_kill(int listener_fd, const SandboxViolation *v) {
+        _cleanup_close_ int pidfd = (int) syscall(SYS_pidfd_open, v->pid, 0);
+        uint64_t id = v->id;
+
+        /* The pid is the caller's only while its call is held: check that after taking a
+         * pidfd, so that a reused pid is never signalled. */
+        if (pidfd >= 0 && ioctl(listener_fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0)
+                (void) syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
 }
 
 void sandbox_violation_refuse(int listener_fd, const SandboxViolation *v) {

@@ -98,5 +98,7 @@ typedef struct SandboxViolation {
 /* Reads one pending notification from a listener. -EAGAIN when none; -ENOENT when the caller
  * died meanwhile (the notification vanished). */
 int sandbox_violation_receive(int listener_fd, SandboxViolation *ret);
+/* SIGKILLs the calling process if its call is still held (so the pid is still its own). */
+void sandbox_violation_kill(int listener_fd, const SandboxViolation *v);
 /* Answers a held call with EPERM (after the job was killed this is a no-op). */
 void sandbox_violation_refuse(int listener_fd, const SandboxViolation *v);

@@ -139,7 +139,7 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         if (!run->forced_outcome)
                                 run->forced_outcome = "sandbox-violation";
                         run->killed_hard = true;
-                        (void) kill(v.pid, SIGKILL);   /* it may have left the process group */
+                        sandbox_violation_kill(fd, &v); /* it may have left the group */
                         kill_group(run, SIGKILL);
                         sandbox_violation_refuse(fd, &v);
                         return 0;
@@ -259,11 +259,6 @@ static char *limit_detail(const char *what, const char *limit, uint64_t v,
                         fmt(buf, sizeof(buf), v) ?: "?") < 0 ? NULL : s;
 }
 
-static const char *fmt_bytes(char *buf, size_t size, uint64_t v) {
-        snprintf(buf, size, "%" PRIu64 "M", v >> 20);
-        return buf;
-}
-
 /* resource-limit with which limit, or NULL when no limit explains the end. */
 static char *classify_limit(const JobRun *run) {
         int st = run->wait_status;
@@ -277,7 +272,7 @@ static char *classify_limit(const JobRun *run) {
         if (sig && WTERMSIG(st) == SIGXFSZ)
                 return strdup("RLIMIT_FSIZE: the file size limit was reached");
         if (hit_memory_limit(run))
-                return limit_detail("RLIMIT_DATA", "memory", run->limit_memory, fmt_bytes);
+                return limit_detail("RLIMIT_DATA", "memory", run->limit_memory, format_size);
         return NULL;
 }
 
