@@ -9,9 +9,13 @@
 #include <systemd/sd-event.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "args.h"
 #include "config.h"
+#include "control.h"
 #include "fsutil.h"
+#include "http.h"
 #include "job.h"
 #include "keys.h"
 #include "log.h"
@@ -58,7 +62,8 @@ struct Worker {
         RedisConn *cmd, *block;
         WorkerJob *jobs;
         unsigned n_jobs;
-        bool fetching, draining, ready_sent, redis_down, leaving;
+        bool fetching, draining, paused, ready_sent, redis_down, leaving, started;
+        HttpServer *control;       /* the control socket */
         time_t down_since;
         uint64_t last_renew_ok, renew_usec, n_done, n_failed;
         sd_event_source *renew_timer, *drain_timer, *status_event;
@@ -66,6 +71,7 @@ struct Worker {
 };
 
 static void worker_fetch(Worker *w);
+static int worker_block_conn(Worker *w);
 static void worker_check_drained(Worker *w);
 static void job_send_result(WorkerJob *j);
 
@@ -89,7 +95,7 @@ static int on_status(sd_event_source *s, void *userdata) {
                 snprintf(redis, sizeof(redis), "Redis unreachable since %s, reconnecting; ", since);
         }
         sd_notifyf(false, "STATUS=%s: %s%s%u/%u running, %" PRIu64 " done, %" PRIu64 " failed",
-                   w->name, w->draining ? "draining, " : "", redis, running,
+                   w->name, w->draining ? "draining, " : w->paused ? "paused, " : "", redis, running,
                    w->queue->concurrency, w->n_done, w->n_failed);
         return 0;
 }
@@ -442,7 +448,8 @@ static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, vo
 
 /* Takes the next job when a slot is free: one blocking BLMOVE at a time on its own connection. */
 static void worker_fetch(Worker *w) {
-        if (w->fetching || w->draining || !w->block || w->n_jobs >= w->queue->concurrency ||
+        if (w->fetching || w->draining || w->paused || !w->block ||
+            w->n_jobs >= w->queue->concurrency ||
             !redis_conn_is_up(w->block) || !redis_conn_is_up(w->cmd))
                 return;
         if (redis_command_argv(w->block, on_blmove_reply, w, 6,
@@ -626,10 +633,13 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
-        Worker *w = userdata;
+        worker_drain(userdata);
+        return 0;
+}
 
+void worker_drain(Worker *w) {
         if (w->draining)
-                return 0;
+                return;
         w->draining = true;
         sd_notify(false, "STOPPING=1");
         log_info("Stopping: no new jobs; waiting up to %" PRIu64 "s for %u running job(s).",
@@ -642,7 +652,63 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
                                           w->queue->drain_timeout_usec, 0, on_drain_timeout, w);
         status_changed(w);
         worker_check_drained(w);
+}
+
+void worker_pause(Worker *w) {
+        if (w->paused || w->draining)
+                return;
+        w->paused = true;
+        log_info("Paused: taking no new jobs; %u job(s) go on running.", w->n_jobs);
+        /* As for a drain: closing the blocking connection cancels the pending BLMOVE, and an id
+         * it may have moved meanwhile is given back. */
+        w->block = redis_conn_free(w->block);
+        (void) worker_release_proc(w, false);
+        status_changed(w);
+}
+
+int worker_resume(Worker *w) {
+        int r;
+
+        if (w->draining)
+                return -ESHUTDOWN;
+        if (!w->paused)
+                return 0;
+        r = worker_block_conn(w);
+        if (r < 0)
+                return log_error_errno(r, "Failed to resume: %m");
+        w->paused = false;
+        log_info("Resumed: taking jobs again.");
+        status_changed(w);
         return 0;
+}
+
+const QueueConfig *worker_queue(const Worker *w) {
+        return w->queue;
+}
+
+json_t *worker_status_json(const Worker *w) {
+        json_t *jobs = json_array(), *o;
+
+        if (!jobs)
+                return NULL;
+        for (const WorkerJob *j = w->jobs; j; j = j->next) {
+                static const char *const states[] = { "starting", "running", "finishing" };
+                json_t *e = json_pack("{s:s, s:s, s:s}", "id", j->id, "attempt", j->attempt,
+                                      "state", states[j->state]);
+                if (!e || (j->run && json_object_set_new(e, "pid",
+                                                         json_integer(job_run_pid(j->run))) < 0) ||
+                    json_array_append_new(jobs, e) < 0) {
+                        json_decref(jobs);
+                        return NULL;
+                }
+        }
+        o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:b, s:o}", "queue", w->name,
+                      "worker", w->id,
+                      "state", w->draining ? "draining" : w->paused ? "paused" : "running",
+                      "concurrency", (int) w->queue->concurrency, "jobs_running",
+                      (int) w->n_jobs, "done", (json_int_t) w->n_done, "failed",
+                      (json_int_t) w->n_failed, "redis_up", !w->redis_down, "jobs", jobs);
+        return o;
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -781,23 +847,41 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
                 r = worker_make_id(w);
         if (r >= 0)
                 r = redis_conn_new(e, &config->redis, "command", &w->cmd);
-        if (r >= 0)
-                r = redis_conn_new(e, &config->redis, "fetch", &w->block);
         if (r < 0)
                 return r;
         redis_conn_set_timeout(w->cmd, config->redis_timeout_usec);
-        redis_conn_set_timeout(w->block, 0); /* only BLMOVE ... 0, which may block forever */
         redis_conn_set_state_callback(w->cmd, on_redis_state, w);
-        redis_conn_set_state_callback(w->block, on_redis_state, w);
-        r = worker_add_sources(w);
+        r = worker_block_conn(w);
+        if (r >= 0)
+                r = worker_add_sources(w);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(w);
         return 0;
 }
 
+/* The connection that only waits in BLMOVE; made at start and again on resume. */
+static int worker_block_conn(Worker *w) {
+        int r = redis_conn_new(w->event, &w->config->redis, "fetch", &w->block);
+
+        if (r < 0)
+                return r;
+        redis_conn_set_timeout(w->block, 0); /* only BLMOVE ... 0, which may block forever */
+        redis_conn_set_state_callback(w->block, on_redis_state, w);
+        return w->started ? redis_conn_start(w->block) : 0;
+}
+
 int worker_start(Worker *w) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (asprintf(&path, "%s/%s.sock", w->config->worker_socket_dir, w->name) < 0)
+                return log_oom();
+        r = worker_control_start(w->event, w, path, w->config->max_request, &w->control);
+        if (r < 0)
+                return r;
         sd_notifyf(false, "STATUS=%s: connecting to Redis", w->name);
+        w->started = true;
         redis_conn_start(w->cmd);
         redis_conn_start(w->block);
         return 0;
@@ -816,6 +900,7 @@ Worker *worker_free(Worker *w) {
                 free(j->key);
                 free(j);
         }
+        w->control = http_server_free(w->control);
         w->cmd = redis_conn_free(w->cmd);
         w->block = redis_conn_free(w->block);
         sd_event_source_disable_unref(w->renew_timer);

@@ -16,8 +16,23 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
 Worker *worker_free(Worker *w);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
 
-/* Connects and starts taking jobs; READY=1 follows the first Redis round trip. */
+/* Opens the control socket, connects and starts taking jobs; READY=1 follows the first Redis
+ * round trip. */
 int worker_start(Worker *w);
+
+/* What the control socket does (control.h). */
+typedef struct json_t json_t;
+const QueueConfig *worker_queue(const Worker *w);
+/* {queue, worker, state: running|paused|draining, concurrency, jobs_running, done, failed,
+ * redis_up, jobs: [{id, attempt, state, pid}]}; NULL when out of memory. */
+json_t *worker_status_json(const Worker *w);
+/* Stops taking jobs (running ones go on) until worker_resume(); no-op while draining. */
+void worker_pause(Worker *w);
+/* -ESHUTDOWN while draining. */
+int worker_resume(Worker *w);
+/* As SIGTERM: no new jobs, running ones finish within drain_timeout, the rest go back to the
+ * queue, then the event loop exits with 0. */
+void worker_drain(Worker *w);
 
 /* Loads <queues_dir>/<queue>.conf for the worker of `queue`. Logs what is wrong. */
 int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig **ret);

@@ -17,13 +17,13 @@ WRAP = str(Path(__file__).resolve().parent / "userns-wrap.py")
 
 
 def open_up_for(env, user: str) -> None:
-    """Lets an unprivileged worker read its configuration, reach Redis and write its work
-    directory in this test's temporary directory."""
+    """Lets an unprivileged worker read its configuration, reach Redis, and write its work
+    directory and its control socket's directory in this test's temporary directory."""
     pw = pwd.getpwnam(user)
     os.chmod(env.tmp, 0o755)
-    work = Path(env.tmp) / "work"
-    work.mkdir(exist_ok=True)
-    os.chown(work, pw.pw_uid, pw.pw_gid)
+    for d in (Path(env.tmp) / "work", env.run_dir / "w-worker"):
+        d.mkdir(exist_ok=True)
+        os.chown(d, pw.pw_uid, pw.pw_gid)
 
 
 def test_unprivileged_worker_uses_a_user_namespace(env):

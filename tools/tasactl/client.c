@@ -18,6 +18,7 @@ struct Client {
         struct curl_slist *headers_json;        /* for requests with a JSON body */
         struct curl_slist *headers_none;        /* for requests without */
         char *sockets[_CLIENT_SERVICE_MAX];
+        char *worker_name;      /* "tasad-worker@QUEUE" */
         char *note;
         char errbuf[CURL_ERROR_SIZE];
 };
@@ -25,7 +26,26 @@ struct Client {
 static const char *const service_names[_CLIENT_SERVICE_MAX] = {
         [CLIENT_SCHEDULER] = "tasad-scheduler",
         [CLIENT_RESULTS] = "tasad-results",
+        [CLIENT_WORKER] = "tasad-worker",
 };
+
+static const char *service_name(const Client *c, ClientService s) {
+        return s == CLIENT_WORKER && c->worker_name ? c->worker_name : service_names[s];
+}
+
+int client_set_worker(Client *c, const char *queue, const char *path) {
+        char *p = strdup(path), *n = NULL;
+
+        if (!p || asprintf(&n, "tasad-worker@%s", queue) < 0) {
+                free(p);
+                return -ENOMEM;
+        }
+        free(c->sockets[CLIENT_WORKER]);
+        free(c->worker_name);
+        c->sockets[CLIENT_WORKER] = p;
+        c->worker_name = n;
+        return 0;
+}
 
 /* A reply body being received. */
 typedef struct Buffer {
@@ -47,6 +67,7 @@ Client *client_free(Client *c) {
         curl_slist_free_all(c->headers_none);
         for (size_t i = 0; i < _CLIENT_SERVICE_MAX; i++)
                 free(c->sockets[i]);
+        free(c->worker_name);
         free(c->note);
         free(c);
         curl_global_cleanup();
@@ -235,7 +256,7 @@ static int request_setup(Client *c, ClientService s, const char *method, const c
 }
 
 static int report_connect(Client *c, ClientService s, long os_errno, const char *detail) {
-        const char *name = service_names[s], *path = c->sockets[s];
+        const char *name = service_name(c, s), *path = c->sockets[s];
 
         switch (os_errno) {
         case 0:
@@ -255,7 +276,7 @@ static int report_connect(Client *c, ClientService s, long os_errno, const char 
 
 static int report_curl(Client *c, ClientService s, CURLcode cc, const Buffer *b, uint64_t timeout_usec,
                        const char *what) {
-        const char *name = service_names[s], *path = c->sockets[s];
+        const char *name = service_name(c, s), *path = c->sockets[s];
         const char *detail = c->errbuf[0] ? c->errbuf : curl_easy_strerror(cc);
         long os_errno = 0;
 
@@ -376,7 +397,7 @@ int client_call_json(Client *c, ClientService s, const char *method, const char 
         if (!json_is_object(j)) {
                 json_decref(j);
                 return client_error(c, EPROTO, "%s: %s sent a reply that is not a JSON object%s%s",
-                                    what, service_names[s], j ? "" : ": ", j ? "" : err.text);
+                                    what, service_name(c, s), j ? "" : ": ", j ? "" : err.text);
         }
         *ret = j;
         return 0;

@@ -19,6 +19,7 @@ typedef struct Client Client;
 typedef enum ClientService {
         CLIENT_SCHEDULER,       /* tasad-scheduler: submit, cancel, requeue */
         CLIENT_RESULTS,         /* tasad-results: status, output, waits, queue statistics */
+        CLIENT_WORKER,          /* one tasad-worker@QUEUE's control socket (client_set_worker) */
         _CLIENT_SERVICE_MAX,
 } ClientService;
 
@@ -37,6 +38,9 @@ void client_reply_done(ClientReply *r);
 int client_new(const char *scheduler_socket, const char *results_socket, Client **ret);
 Client *client_free(Client *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Client *, client_free);
+
+/* The control socket of the worker of queue (at path) for CLIENT_WORKER requests. Copied. */
+int client_set_worker(Client *c, const char *queue, const char *path);
 
 /* A note appended as "; NOTE" to every error line the client prints until it is cleared
  * (NULL), for facts the user must not lose ("job 'X' was submitted to queue 'q'"). Copied. */

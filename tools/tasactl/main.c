@@ -25,6 +25,7 @@ static const char *arg_results_socket = NULL;
 
 static Client *client = NULL;
 static uint64_t max_request = 0;
+static char *worker_socket_dir = NULL;
 
 /* Long options without a short form. Verb options come last and in the order of their bits in
  * Verb.options (OPTION_BIT). */
@@ -83,6 +84,7 @@ static const Verb verbs[] = {
         { "dead", 1, 1, 0, "QUEUE", verb_dead },
         { "requeue", 2, 2, 0, "QUEUE ID", verb_requeue },
         { "policy", 1, 2, 0, "check NAME|FILE | groups", verb_policy },
+        { "worker", 2, 2, 0, "status|pause|resume|drain QUEUE", verb_worker },
 };
 
 /* --help, written to be turned into a man page by help2man. */
@@ -105,6 +107,10 @@ static const char help_text[] =
 "                         policy directories, or a file) and print the\n"
 "                         resolved rules; nothing is sent to a daemon\n"
 "  policy groups          list the system call groups profiles can use\n"
+"  worker status QUEUE    this host's worker of QUEUE: state, slots, jobs\n"
+"  worker pause QUEUE     stop taking jobs (running ones go on)\n"
+"  worker resume QUEUE    take jobs again\n"
+"  worker drain QUEUE     as systemctl stop: finish or give back, then exit\n"
 "\n"
 "Global options (before or after the verb):\n"
 "  -c, --config=FILE      configuration file with the socket paths (default:\n"
@@ -359,6 +365,9 @@ int tasactl_client(Client **ret) {
                 if (r < 0)
                         return r;
                 max_request = config->max_request;
+                worker_socket_dir = strdup(config->worker_socket_dir);
+                if (!worker_socket_dir)
+                        return output_oom();
         }
         *ret = client;
         return 0;
@@ -366,6 +375,10 @@ int tasactl_client(Client **ret) {
 
 uint64_t tasactl_max_request(void) {
         return max_request;
+}
+
+const char *tasactl_worker_socket_dir(void) {
+        return worker_socket_dir;
 }
 
 int main(int argc, char *argv[]) {
@@ -383,6 +396,7 @@ int main(int argc, char *argv[]) {
                 return TASACTL_EXIT_OK;
         r = verb->run(n, args);
         client = client_free(client);
+        worker_socket_dir = mfree(worker_socket_dir);
         if (output_flush() < 0)
                 return TASACTL_EXIT_FAILURE;
         return r < 0 ? TASACTL_EXIT_FAILURE : r;

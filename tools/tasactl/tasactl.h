@@ -50,6 +50,8 @@ int tasactl_client(Client **ret);
 /* The configuration's max_request: the largest body the daemons accept. Valid after
  * tasactl_client() succeeded. */
 uint64_t tasactl_max_request(void);
+/* The configuration's worker_socket_dir; valid after tasactl_client() succeeded. */
+const char *tasactl_worker_socket_dir(void);
 
 /* verbs-jobs.c, also used by `submit --wait`. */
 /* Long-polls GET /v1/jobs/ID/wait until the job is final or the CLOCK_MONOTONIC deadline
@@ -78,3 +80,4 @@ int verb_queues(int argc, char *argv[]);
 int verb_dead(int argc, char *argv[]);
 int verb_requeue(int argc, char *argv[]);
 int verb_policy(int argc, char *argv[]);
+int verb_worker(int argc, char *argv[]);
