@@ -17,6 +17,7 @@
 
 #include "macro.h"
 #include "policy-internal.h"
+#include "policy.h"
 
 /* ---- groups ---- */
 

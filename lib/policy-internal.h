@@ -41,8 +41,6 @@ const char *policy_always_denied_reason(const char *name);
 int policy_constant_find(const char *name, uint64_t *ret);
 /* "EPERM" → EPERM, or -EINVAL for a name not in the table. */
 int policy_errno_from_name(const char *name);
-/* EPERM → "EPERM", or NULL for a value not in the table. */
-const char *policy_errno_to_name(int e);
 
 /* The argument that holds clone's flags on the native architecture (s390 swaps the first two). */
 #if defined(__s390__) || defined(__s390x__) || defined(__CRIS__)

@@ -143,17 +143,23 @@ static char *join(char *const *l, const char *sep) {
         return s;
 }
 
-static const char *action_to_string(PolicyAction a, int errno_value, char *buf, size_t size) {
+const char *policy_action_name(PolicyAction a) {
         switch (a) {
         case POLICY_ALLOW:
                 return "allow";
         case POLICY_KILL:
                 return "kill";
         case POLICY_ERRNO:
-                snprintf(buf, size, "errno:%s", policy_errno_to_name(errno_value) ?: "?");
-                return buf;
+                return "errno";
         }
         return "?";
+}
+
+static const char *action_to_string(PolicyAction a, int errno_value, char *buf, size_t size) {
+        if (a != POLICY_ERRNO)
+                return policy_action_name(a);
+        snprintf(buf, size, "errno:%s", policy_errno_to_name(errno_value) ?: "?");
+        return buf;
 }
 
 static void rule_done(PolicyRule *r) {

@@ -117,5 +117,10 @@ void bpf_program_done(BpfProgram *b);
 int policy_format(const Policy *p, FILE *f);
 /* Every group and the system calls in it. */
 int policy_groups_format(FILE *f);
+/* "allow", "kill" or "errno". */
+const char *policy_action_name(PolicyAction a);
+/* The symbolic name of an errno value profiles may use ("EPERM"), or NULL. */
+const char *policy_errno_to_name(int e);
+
 /* The name of a native system call number, malloc'd ("syscall-N" when unknown); NULL on OOM. */
 char *policy_syscall_name(int nr);

@@ -44,8 +44,7 @@ struct WorkerJob {
         bool lost;        /* lease lost: the result is discarded */
         bool release;     /* interrupted by the drain timeout: give back, not finish */
         bool inflight;    /* finish/release script sent, no answer yet */
-        char *workdir;    /* the job's directory in the queue's work directory, or NULL */
-        char *workdir_path; /* the same, absolute */
+        char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
         LogJob log;
 };
 
@@ -130,26 +129,31 @@ static WorkerJob *job_new(Worker *w, const char *id) {
         return j;
 }
 
+/* The job's directory's name in the queue's work directory (w->work_dirfd). */
+static const char *workdir_name(const WorkerJob *j) {
+        return strrchr(j->workdir, '/') + 1;
+}
+
 /* The job's own working directory, made for each attempt and removed after it. */
 static int job_workdir_make(WorkerJob *j) {
         Worker *w = j->worker;
         uid_t uid;
         gid_t gid;
 
-        if (asprintf(&j->workdir, "%s.%s", j->id, j->attempt) < 0) {
+        const char *name;
+
+        if (asprintf(&j->workdir, "%s/%s/%s.%s", w->config->work_dir, w->name, j->id,
+                     j->attempt) < 0) {
                 j->workdir = NULL;
                 return -ENOMEM;
         }
-        if (asprintf(&j->workdir_path, "%s/%s/%s", w->config->work_dir, w->name, j->workdir) < 0) {
-                j->workdir_path = NULL;
-                return -ENOMEM;
-        }
-        (void) rm_rf_at(w->work_dirfd, j->workdir); /* left over by a crashed worker */
-        if (mkdirat(w->work_dirfd, j->workdir, 0700) < 0)
+        name = workdir_name(j);
+        (void) rm_rf_at(w->work_dirfd, name); /* left over by a crashed worker */
+        if (mkdirat(w->work_dirfd, name, 0700) < 0)
                 return -errno;
         sandbox_job_user(w->sandbox, &uid, &gid);
         if ((uid != geteuid() || gid != getegid()) &&
-            fchownat(w->work_dirfd, j->workdir, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+            fchownat(w->work_dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
         return 0;
 }
@@ -159,12 +163,11 @@ static void job_workdir_remove(WorkerJob *j) {
 
         if (!j->workdir)
                 return;
-        r = rm_rf_at(j->worker->work_dirfd, j->workdir);
+        r = rm_rf_at(j->worker->work_dirfd, workdir_name(j));
         if (r < 0 && r != -ENOENT)
-                log_job_errno(LOG_WARNING, r, &j->log, "Could not remove the job's directory %s/%s/%s: %m",
-                              j->worker->config->work_dir, j->worker->name, j->workdir);
+                log_job_errno(LOG_WARNING, r, &j->log, "Could not remove the job's directory %s: %m",
+                              j->workdir);
         j->workdir = mfree(j->workdir);
-        j->workdir_path = mfree(j->workdir_path);
 }
 
 static void job_free(WorkerJob *j) {
@@ -372,7 +375,7 @@ static void job_launch(WorkerJob *j, const redisReply *reply) {
                         .argv = argv, .envp = env, .payload = (const uint8_t *) payload,
                         .payload_len = payload ? payload_len : 0, .timeout_usec = timeout,
                         .kill_grace_usec = q->kill_grace_usec, .max_output = q->max_output,
-                        .devnull_fd = w->devnull_fd, .cwd = j->workdir_path, .sandbox = w->sandbox },
+                        .devnull_fd = w->devnull_fd, .cwd = j->workdir, .sandbox = w->sandbox },
                         on_job_done, j, &j->run, &step);
         if (r < 0) {
                 job_workdir_remove(j);

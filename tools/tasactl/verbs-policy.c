@@ -7,10 +7,6 @@
 #include "policy.h"
 #include "tasactl.h"
 
-static const char *action_name(PolicyAction a) {
-        return a == POLICY_ALLOW ? "allow" : a == POLICY_KILL ? "kill" : "errno";
-}
-
 static json_t *rule_json(const PolicyRule *r) {
         json_t *o = json_object(), *conds = json_array();
 
@@ -23,9 +19,9 @@ static json_t *rule_json(const PolicyRule *r) {
                 json_array_append_new(conds, json_string(r->conditions[i].text));
         json_object_set_new(o, "syscall", json_string(r->name));
         json_object_set_new(o, "nr", json_integer(r->nr));
-        json_object_set_new(o, "action", json_string(action_name(r->action)));
+        json_object_set_new(o, "action", json_string(policy_action_name(r->action)));
         if (r->action == POLICY_ERRNO)
-                json_object_set_new(o, "errno", json_string(strerrorname_np(r->errno_value) ?: "?"));
+                json_object_set_new(o, "errno", json_string(policy_errno_to_name(r->errno_value) ?: "?"));
         json_object_set_new(o, "when", conds);
         json_object_set_new(o, "origin", json_string(r->origin));
         if (r->reason)
@@ -43,9 +39,9 @@ static int policy_print_json(const Policy *p) {
                 json_decref(skipped);
                 return output_oom();
         }
-        snprintf(def, sizeof(def), "%s%s%s", action_name(p->default_action),
+        snprintf(def, sizeof(def), "%s%s%s", policy_action_name(p->default_action),
                  p->default_action == POLICY_ERRNO ? ":" : "",
-                 p->default_action == POLICY_ERRNO ? strerrorname_np(p->default_errno) ?: "?" : "");
+                 p->default_action == POLICY_ERRNO ? policy_errno_to_name(p->default_errno) ?: "?" : "");
         json_object_set_new(o, "name", json_string(p->name));
         json_object_set_new(o, "path", json_string(p->path));
         json_object_set_new(o, "description", json_string(p->description));
