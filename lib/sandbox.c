@@ -75,6 +75,23 @@ static bool has_capabilities(void) {
         return true;
 }
 
+/* CAP_NET_ADMIN serves only to set up loopback in the network namespace made at start; the
+ * worker gives it up afterwards (a root job would get it back at exec from the bounding set,
+ * which only CAP_SETPCAP could shrink). */
+static void drop_net_admin(void) {
+        struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+        struct __user_cap_data_struct data[2] = {};
+        const uint32_t bit = 1U << (CAP_NET_ADMIN % 32);
+
+        if (syscall(SYS_capget, &hdr, data) < 0 || !(data[CAP_NET_ADMIN / 32].permitted & bit))
+                return;
+        data[CAP_NET_ADMIN / 32].effective &= ~bit;
+        data[CAP_NET_ADMIN / 32].permitted &= ~bit;
+        data[CAP_NET_ADMIN / 32].inheritable &= ~bit;
+        if (syscall(SYS_capset, &hdr, data) < 0)
+                log_debug_errno(errno, "Could not give up CAP_NET_ADMIN: %m");
+}
+
 /* Sets "lo" up in the current network namespace. */
 static int loopback_up(void) {
         _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -256,6 +273,7 @@ static void host_probe_namespaces(SandboxHost *h) {
                         r = h->netns_fd = fd_move_high(h->netns_fd);
                 if (r < 0)
                         h->netns_error = -r;
+                drop_net_admin();
                 r = probe_in_child(probe_private_namespaces);
                 h->ns_ok = r >= 0;
                 h->ns_error = r < 0 ? -r : 0;
