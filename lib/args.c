@@ -9,6 +9,8 @@
 #include "config.h"
 #include "macro.h"
 
+static int substitute_count(const char *elem, size_t n_args, size_t *ret, char **ret_error);
+
 static int arg_validate(const QueueConfig *q, const char *arg, size_t i, char **ret_error) {
         /* A C string cannot carry a NUL; the decoders (JSON, netstring) refuse one before this. */
         size_t cap = q->max_arg_len >= SIZE_MAX ? SIZE_MAX - 1 : (size_t) q->max_arg_len;
@@ -31,11 +33,20 @@ static int arg_validate(const QueueConfig *q, const char *arg, size_t i, char **
 }
 
 int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char **ret_error) {
+        size_t k;
         int r;
 
         if (n_args > q->max_args)
                 return error_setf(ret_error, -E2BIG, "args: %zu arguments exceed max_args (%u)", n_args,
                                   q->max_args);
+        /* A job that lacks an argument the command names ("{N}") is refused here, at
+         * submission, not when a worker builds its argv. */
+        if (q->args_mode == ARGS_SUBSTITUTE && q->command)
+                for (char **c = q->command; *c; c++) {
+                        r = substitute_count(*c, n_args, &k, ret_error);
+                        if (r < 0)
+                                return r;
+                }
         for (size_t i = 0; i < n_args; i++) {
                 r = arg_validate(q, args[i], i, ret_error);
                 if (r < 0)

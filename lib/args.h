@@ -5,8 +5,9 @@
 
 typedef struct QueueConfig QueueConfig;
 
-/* Checks count (max_args), each length (max_arg_len), no NUL, and the full-match pattern.
- * -EINVAL/-E2BIG with a message "args[i]: …" in *ret_error. */
+/* Checks count (max_args and, for a command with "{N}" placeholders, at least the largest N),
+ * each length (max_arg_len), no NUL, and the full-match pattern. -EINVAL/-E2BIG with a message
+ * ("args[i]: …", "command needs argument {N} but the job has only M") in *ret_error. */
 int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char **ret_error);
 
 /* The queue's command with the job's args appended, or substituted into "{args}" (all, in

@@ -280,6 +280,13 @@ START_TEST(test_build_substitute_missing) {
                    "command needs argument {18446744073709551615} but the job has only 2");
         build_fail(cmd_zero, args, 2, -EINVAL, "command element '{0}': arguments are numbered from {1}");
         build_fail(cmd_zeros, args, 2, -EINVAL, "command element '{000}': arguments are numbered from {1}");
+        /* ...and the same job is refused by validation, at submission. */
+        q.command = cmd;
+        q.args_mode = ARGS_SUBSTITUTE;
+        assert_invalid(args, 2, -EINVAL, "command needs argument {3} but the job has only 2");
+        assert_invalid(args, 0, -EINVAL, "command needs argument {1} but the job has only 0");
+        q.args_mode = ARGS_APPEND;
+        ck_assert_int_eq(args_validate(&q, args, 0, NULL), 0);
         queue_done();
 }
 END_TEST
