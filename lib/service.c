@@ -12,6 +12,17 @@
 #include "log.h"
 #include "redis.h"
 
+/* Requests are served from the first Redis round trip on: until then a client (one that woke
+ * the socket-activated daemon, say) waits in the listen backlog instead of getting 503. */
+static int service_serve(Service *s) {
+        int r = http_server_new(s->event, s->listen_fd, s->routes, s->n_routes, s->route_userdata,
+                                s->config->max_request, &s->http);
+
+        if (r >= 0)
+                s->listen_fd = -EBADF; /* the server owns it now */
+        return r;
+}
+
 static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
         Service *s = userdata;
 
@@ -27,6 +38,13 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
                                  (long) (time(NULL) - s->down_since));
                 s->redis_down = false;
                 if (!s->ready_sent) {
+                        int r = service_serve(s);
+
+                        if (r < 0) {
+                                log_error_errno(r, "Failed to start the HTTP server: %m");
+                                (void) sd_event_exit(s->event, r);
+                                return;
+                        }
                         s->ready_sent = true;
                         sd_notify(false, "READY=1");
                         log_info("%s ready, serving %zu queue(s).", s->name, s->queues->n_queues);
@@ -45,6 +63,7 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
         if (!s)
                 return -ENOMEM;
         s->event = sd_event_ref(e);
+        s->listen_fd = -EBADF;
         s->name = name;
         s->config = config;
         r = queue_set_load(config->queues_dir, &s->queues, &error);
@@ -73,6 +92,7 @@ Service *service_free(Service *s) {
                 return NULL;
         sd_event_source_disable_unref(s->watchdog);
         s->http = http_server_free(s->http);
+        safe_close(s->listen_fd);
         s->redis = redis_conn_free(s->redis);
         if (s->keys && s->queues)
                 for (size_t i = 0; i < s->queues->n_queues; i++)
@@ -103,15 +123,14 @@ static int on_watchdog(sd_event_source *src, uint64_t usec, void *userdata) {
 int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
                   size_t n_routes, void *userdata) {
         bool activated = false;
-        int fd = -EBADF, r;
+        int r;
 
-        r = http_listen_fd(fdname, path, &fd, &activated);
+        r = http_listen_fd(fdname, path, &s->listen_fd, &activated);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the socket %s: %m", path);
-        r = http_server_new(s->event, fd, routes, n_routes, userdata, s->config->max_request,
-                            &s->http);
-        if (r < 0)
-                return log_error_errno(r, "Failed to start the HTTP server: %m");
+        s->routes = routes;
+        s->n_routes = n_routes;
+        s->route_userdata = userdata;
         log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
         sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);
         if (sd_watchdog_enabled(false, NULL) > 0) {

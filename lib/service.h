@@ -31,7 +31,11 @@ struct Service {
         QueueSet *queues;
         QueueKeys **keys;          /* keys[i] belongs to queues->queues[i] */
         RedisConn *redis;
-        HttpServer *http;
+        HttpServer *http;          /* made at the first Redis round trip */
+        int listen_fd;             /* until then, the socket (connections wait in its backlog) */
+        const HttpRoute *routes;
+        size_t n_routes;
+        void *route_userdata;
         bool ready_sent, redis_down;
         time_t down_since;
         sd_event_source *watchdog;   /* PING every WATCHDOG_USEC/3; WATCHDOG=1 on each reply */
@@ -44,8 +48,10 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
 Service *service_free(Service *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Service *, service_free);
 
-/* Opens the socket (fd name `fdname` from systemd, else `path`) and connects to Redis. When
- * systemd asks for a watchdog, WATCHDOG=1 follows each successful Redis round trip. */
+/* Opens the socket (fd name `fdname` from systemd, else `path`) and connects to Redis; requests
+ * are served from the first successful round trip on (READY=1), and wait in the socket's
+ * backlog until then. When systemd asks for a watchdog, WATCHDOG=1 follows each successful
+ * Redis round trip. `routes` and `userdata` must outlive the service. */
 int service_start(Service *s, const char *fdname, const char *path, const HttpRoute *routes,
                   size_t n_routes, void *userdata);
 

@@ -7,6 +7,7 @@ sends WATCHDOG=1 periodically when WATCHDOG_USEC is set, and STOPPING=1 on SIGTE
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -128,6 +129,32 @@ def test_status_while_redis_goes_away(env):
           f"the worker's STATUS= back to its queue counts: {w.last_status()!r}")
     jid = env.submit("q", "0")
     eq(env.wait_state(jid, timeout=20).get("state"), "done", "a job after Redis came back")
+
+
+def test_request_waits_for_first_redis_round_trip(env):
+    """a request that reaches the scheduler before its first Redis round trip (as the one that
+    socket-activates it does) waits in the socket's backlog and is served once Redis answers,
+    instead of being refused with 503"""
+    env.write_queue("q", [env.job("exit.sh")])
+    sched = env.start_scheduler(ready=False)
+    wait_until(lambda: env.scheduler_socket.is_socket(), 10, "the scheduler's socket")
+    argv = [str(tasadtest.BINARIES["tasactl"]), "-c", str(env.conf), "submit", "q", "0"]
+    client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env.base_environ())
+    try:
+        holds_for(lambda: client.poll() is None, 1.5,
+                  "the early request to wait (not be answered) while Redis is down")
+        sched.check_alive("with a request waiting")
+        env.start_redis()
+        out, err = client.communicate(timeout=30)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    eq(client.returncode, 0, f"the early submission once Redis answered ({err.decode().strip()})")
+    jid = out.decode().strip()
+    env.start_results()
+    eq(env.status(jid).get("queue"), "q", f"the early job {jid} is stored")
 
 
 if __name__ == "__main__":
