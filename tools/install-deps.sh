@@ -7,6 +7,7 @@ packages=(
   libsystemd-dev libhiredis-dev libconfig-dev libseccomp-dev check libjansson-dev
   libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
   redis-server redis-tools curl nmap
+  debhelper lintian dpkg-dev systemd-container
 )
 missing=()
 for p in "${packages[@]}"; do
