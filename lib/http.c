@@ -959,11 +959,15 @@ static bool fdname_is_default(const char *name) {
                (len > 7 && streq(name + len - 7, ".socket"));
 }
 
+/* Only listening Unix stream sockets: requests are authorized by the peer's credentials
+ * (SO_PEERCRED), which no other family has. */
 static int listen_fd_check(int fd) {
         int flags;
 
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
                 return -ENOTSOCK;
+        if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0)
+                return -EAFNOSUPPORT;
         flags = fcntl(fd, F_GETFL);
         if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
                 return negative_errno();
@@ -986,6 +990,10 @@ static int listen_fd_passed(const char *fdname, int *ret_fd) {
         if (fd < 0)
                 return 0;
         r = listen_fd_check(fd);
+        if (r == -EAFNOSUPPORT)
+                log_error("The socket systemd passed as '%s' is not a Unix socket: tasad authorizes "
+                          "requests by peer credentials, which only Unix sockets carry; TCP "
+                          "listeners are not supported.", fdname ? fdname : names[0]);
         if (r < 0)
                 return r;
         *ret_fd = fd;

@@ -35,7 +35,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
 
 /* The listening socket: the fd systemd passed under fd name `fdname` (sd_listen_fds_with_names),
  * else a Unix socket bound at `path` (parent directories created, a stale socket replaced,
- * mode 0666: authorization is by peer credentials). *ret_activated tells which. */
+ * mode 0666: authorization is by peer credentials). *ret_activated tells which. A passed socket
+ * that is not a listening stream socket is -ENOTSOCK; one that is not AF_UNIX, -EAFNOSUPPORT
+ * (peer credentials exist only there). */
 int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated);
 
 const char *http_request_method(const HttpRequest *req);

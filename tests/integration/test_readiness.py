@@ -157,5 +157,42 @@ def test_request_waits_for_first_redis_round_trip(env):
     eq(env.status(jid).get("queue"), "q", f"the early job {jid} is stored")
 
 
+def test_tcp_listener_refused(env):
+    """a daemon handed a TCP socket by systemd refuses to serve it (requests are authorized by
+    peer credentials, which TCP lacks) and says so, instead of serving without authorization"""
+    import shutil
+    import socket
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        raise tasadtest.SkipTest("systemd-socket-activate is not installed")
+    env.write_queue("q", [env.job("exit.sh")])
+    env.start_redis()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    for kind in ("scheduler", "results"):
+        p = subprocess.Popen([activate, "-l", f"127.0.0.1:{port}", f"--fdname={kind}",
+                              str(tasadtest.BINARIES[kind]), "-c", str(env.conf)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env.base_environ())
+        try:
+            conn = wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=2), 10,
+                              "systemd-socket-activate to listen")
+            try:
+                conn.sendall(b"GET /v1/queues HTTP/1.0\r\n\r\n")
+                reply = conn.recv(4096)
+            except OSError:
+                reply = b""  # reset when the daemon exits: the expected outcome
+            conn.close()
+            out, _ = p.communicate(timeout=20)
+        finally:
+            tasadtest.stop_process(p)
+        text = out.decode(errors="replace")
+        check(p.returncode not in (0, None), f"tasad-{kind} with a TCP socket exited {p.returncode}")
+        check(not reply.startswith(b"HTTP/"), f"tasad-{kind} answered over TCP: {reply[:100]!r}")
+        check("is not a Unix socket" in text and "TCP listeners are not supported" in text,
+              f"tasad-{kind}'s message: {text[-500:]!r}")
+
+
 if __name__ == "__main__":
     tasadtest.main(globals())

@@ -87,7 +87,7 @@ static const Verb verbs[] = {
         { "worker", 2, 2, 0, "status|pause|resume|drain QUEUE", verb_worker },
 };
 
-/* --help, written to be turned into a man page by help2man. */
+/* --help: the reference card; man/tasactl.1 says the same at length (keep them in step). */
 static const char help_text[] =
 "Usage: tasactl [OPTION]... VERB [ARGUMENT]...\n"
 "Submit jobs to tasad queues and follow them, through the sockets of\n"
