@@ -1127,8 +1127,9 @@ int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
         if (!dir || !dir[0])
                 return error_setf(ret_error, -ENXIO,
                                     "%s: redis_password_credential: \"%s\" is configured but "
-                                    "$CREDENTIALS_DIRECTORY is not set (pass it with "
-                                    "LoadCredential=%s:<file> in the unit)",
+                                    "$CREDENTIALS_DIRECTORY is not set (the tasad units "
+                                    "load /etc/tasad/credentials/<file> as tasad_<file>; "
+                                    "elsewhere use LoadCredential=%s:<file>)",
                                     c->path ?: "(defaults)", c->redis_password_credential,
                                     c->redis_password_credential);
         if (asprintf(&path, "%s/%s", dir, c->redis_password_credential) < 0)

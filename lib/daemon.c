@@ -10,6 +10,8 @@
 
 #include "log.h"
 
+static bool arg_check_config = false;
+
 int daemon_load_config(const char *arg, TasadConfig **ret) {
         _cleanup_(tasad_config_freep) TasadConfig *c = NULL;
         _cleanup_free_ char *error = NULL;
@@ -24,6 +26,15 @@ int daemon_load_config(const char *arg, TasadConfig **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load configuration: %s",
                                        error ? error : strerror(-r));
+        /* --check-config from a shell has no credentials: it checks the name only, and the
+         * credential itself when it is run with them (systemd-run -p LoadCredential=…). */
+        if (arg_check_config && c->redis_password_credential &&
+            !*(secure_getenv("CREDENTIALS_DIRECTORY") ?: "")) {
+                log_info("Not reading credential '%s': $CREDENTIALS_DIRECTORY is not set (the "
+                         "units set it).", c->redis_password_credential);
+                *ret = TAKE_PTR(c);
+                return 0;
+        }
         r = tasad_config_load_credentials(c, &error);
         if (r < 0)
                 return log_error_errno(r, "Failed to load credentials: %s",
@@ -47,7 +58,6 @@ int daemon_block_signals(void) {
         return 0;
 }
 
-static bool arg_check_config = false;
 
 bool daemon_check_config_only(void) {
         return arg_check_config;

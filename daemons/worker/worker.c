@@ -714,10 +714,20 @@ json_t *worker_status_json(const Worker *w) {
         return o;
 }
 
+/* Leases are renewed every lease/3, and often enough to feed the watchdog. */
+static uint64_t renew_interval(const Worker *w) {
+        uint64_t wd = 0, u = w->queue->lease_usec / 3;
+
+        if (sd_watchdog_enabled(false, &wd) > 0)
+                u = MIN(u, wd / 3);
+        return u;
+}
+
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Worker *w = userdata;
         QueueConfig *q = NULL;
         Sandbox *sb = NULL;
+        uint64_t renew;
 
         if (worker_load_queue(w->config, w->name, &q) < 0 ||
             worker_load_sandbox(w->host, w->config, q, &sb) < 0) {
@@ -732,6 +742,14 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         w->queue = q;
         sandbox_free(w->sandbox);
         w->sandbox = sb;
+        /* A shorter lease must be renewed sooner, starting now, or the leases of running jobs
+         * would expire between two renewals. */
+        renew = renew_interval(w);
+        if (renew < w->renew_usec) {
+                (void) sd_event_source_set_time_relative(w->renew_timer, 0);
+                (void) sd_event_source_set_enabled(w->renew_timer, SD_EVENT_ONESHOT);
+        }
+        w->renew_usec = renew;
         log_info("Reloaded queue '%s' (concurrency %u).", q->name, q->concurrency);
         status_changed(w);
         worker_fetch(w);
@@ -801,12 +819,9 @@ static int worker_make_id(Worker *w) {
 }
 
 static int worker_add_sources(Worker *w) {
-        uint64_t wd = 0;
         int r;
 
-        w->renew_usec = w->queue->lease_usec / 3;
-        if (sd_watchdog_enabled(false, &wd) > 0)
-                w->renew_usec = MIN(w->renew_usec, wd / 3);
+        w->renew_usec = renew_interval(w);
         r = sd_event_add_time_relative(w->event, &w->renew_timer, CLOCK_MONOTONIC, w->renew_usec,
                                        USEC_PER_MSEC, on_renew_timer, w);
         if (r >= 0)

@@ -98,5 +98,33 @@ def test_bad_tasad_conf(env):
     check(not failures, "\n    ".join(failures))
 
 
+def test_credential_outside_units(env):
+    """with redis_password_credential set, --check-config from a shell (no
+    $CREDENTIALS_DIRECTORY) checks the rest and says it did not read the credential; given the
+    directory, it reads it and names a missing file; a real start without it fails clearly"""
+    env.require("worker", "scheduler", "results")
+    good_queue(env)
+    conf = env.write_conf(env.tmp / "cred.conf", redis_password_credential="tasad_redis-password")
+    failures = []
+    for kind, extra in DAEMONS:
+        rc, out = run(env, kind, conf, *extra)
+        if rc != 0 or "Not reading credential 'tasad_redis-password'" not in out:
+            failures.append(f"{kind} --check-config without credentials: {rc}: {out.strip()[-300:]}")
+    check(not failures, "\n    ".join(failures))
+    creds = env.tmp / "creds"
+    creds.mkdir()
+    e = dict(env.base_environ(), CREDENTIALS_DIRECTORY=str(creds))
+    r = subprocess.run([str(BINARIES["scheduler"]), "-c", str(conf), "--check-config"],
+                       capture_output=True, timeout=20, env=e, stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode()
+    check(r.returncode != 0 and f"{creds}/tasad_redis-password" in out,
+          f"--check-config with an empty credentials directory: {r.returncode}: {out.strip()[-300:]}")
+    r = subprocess.run([str(BINARIES["scheduler"]), "-c", str(conf)], capture_output=True,
+                       timeout=20, env=env.base_environ(), stdin=subprocess.DEVNULL)
+    out = (r.stdout + r.stderr).decode()
+    check(r.returncode == 1 and "$CREDENTIALS_DIRECTORY is not set" in out,
+          f"a start without credentials: {r.returncode}: {out.strip()[-300:]}")
+
+
 if __name__ == "__main__":
     tasadtest.main(globals())

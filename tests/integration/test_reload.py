@@ -62,5 +62,27 @@ def test_sighup_reloads_queue_file(env):
     check(m and m.group(2) == "2", f"concurrency after the refused reload: {w.last_status()!r}")
 
 
+def test_shorter_lease_on_reload(env):
+    """a reload that shortens `lease` (30s -> 2s) mid-job makes the worker renew sooner at
+    once: the running job keeps its lease and finishes in its first attempt"""
+    keys = dict(concurrency=1, timeout="40s", kill_grace="1s", lease="30s")
+    env.write_mark_queue("q", **keys)
+    env.start_redis()
+    env.start_scheduler()
+    env.start_results()
+    w = env.start_worker("q", "w")
+    a = env.submit("q", "a", "16")
+    wait_until(lambda: env.marked("start", "a"), 15, "job a to start")
+    env.write_mark_queue("q", **dict(keys, lease="2s"))
+    env.worker_conf("w", "q")
+    size = w.log_size()
+    w.signal(signal.SIGHUP)
+    wait_until(lambda: "Reloaded queue" in w.log_text(size), 10, "the reload")
+    st = env.wait_state(a, timeout=45)
+    eq((st.get("state"), st.get("outcome"), st.get("attempt")), ("done", "exit:0", 1),
+       f"job running across a lease-shortening reload ({st.get('detail')})")
+    eq(len(env.marked("start", "a")), 1, "job a ran once")
+
+
 if __name__ == "__main__":
     tasadtest.main(globals())

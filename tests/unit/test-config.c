@@ -608,8 +608,10 @@ START_TEST(test_cred_no_directory) {
         ck_assert_str_eq(err, FIXTURE("good/tasad-full.conf") ": redis_password_credential: \"pw\" "
                                                              "is configured but "
                                                              "$CREDENTIALS_DIRECTORY is not set "
-                                                             "(pass it with LoadCredential=pw:"
-                                                             "<file> in the unit)");
+                                                             "(the tasad units load "
+                                                             "/etc/tasad/credentials/<file> as "
+                                                             "tasad_<file>; elsewhere use "
+                                                             "LoadCredential=pw:<file>)");
         ck_assert_str_eq(c->redis.password, "pa@ss");
 }
 END_TEST
