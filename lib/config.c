@@ -9,6 +9,7 @@
  *      placeholders are checked against max_args), so the table order is part of the contract.
  * Every string is copied out of libconfig before config_destroy(). */
 #include "strutil.h"
+#include "tokens.h"
 #include "config.h"
 
 #include <dirent.h>
@@ -788,6 +789,8 @@ static const ConfigItem tasad_schema[] = {
         { "redis", CONFIG_REDIS_URL, T(redis), .def_str = "unix:///run/redis/redis-server.sock" },
         { "redis_password_credential", CONFIG_STRING, T(redis_password_credential),
           .validate = validate_credential_name },
+        { "api_tokens_credential", CONFIG_STRING, T(api_tokens_credential),
+          .validate = validate_credential_name },
         { "prefix", CONFIG_STRING, T(prefix), .def_str = "tasad", .validate = validate_prefix },
         { "queues_dir", CONFIG_STRING, T(queues_dir), .def_str = "/etc/tasad/queues",
           .validate = validate_absolute_path },
@@ -852,6 +855,8 @@ TasadConfig *tasad_config_free(TasadConfig *c) {
         free(c->path);
         redis_address_done(&c->redis);
         free(c->redis_password_credential);
+        free(c->api_tokens_credential);
+        api_tokens_free(c->api_tokens);
         free(c->prefix);
         free(c->queues_dir);
         free(c->results_dir);
@@ -1106,44 +1111,76 @@ static int read_secret_file(const char *path, char **ret) {
         return 0;
 }
 
-static int credential_problem(char **ret_error, int r, const char *path) {
+static int credential_problem(char **ret_error, int r, const char *key, const char *path) {
         const char *what = r == -EFBIG     ? "larger than 64K"
                            : r == -EBADMSG ? "contains a NUL byte"
                                            : strerror(-r);
-        return error_setf(ret_error, r, "%s: redis_password_credential: cannot use: %s", path,
-                            what);
+        return error_setf(ret_error, r, "%s: %s: cannot use: %s", path, key, what);
 }
 
-int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
-        _cleanup_(free_secretp) char *secret = NULL;
+/* The content of credential `name` (configured by `key`), in *ret_path and *ret. */
+static int read_credential(const TasadConfig *c, const char *key, const char *name,
+                           char **ret_path, char **ret, char **ret_error) {
         _cleanup_free_ char *path = NULL;
-        const char *dir;
-        size_t n;
+        const char *dir = secure_getenv("CREDENTIALS_DIRECTORY");
         int r;
 
-        if (!c->redis_password_credential)
-                return 0;
-        dir = secure_getenv("CREDENTIALS_DIRECTORY");
         if (!dir || !dir[0])
                 return error_setf(ret_error, -ENXIO,
-                                    "%s: redis_password_credential: \"%s\" is configured but "
+                                    "%s: %s: \"%s\" is configured but "
                                     "$CREDENTIALS_DIRECTORY is not set (the tasad units "
                                     "load /etc/tasad/credentials/<file> as tasad_<file>; "
                                     "elsewhere use LoadCredential=%s:<file>)",
-                                    c->path ?: "(defaults)", c->redis_password_credential,
-                                    c->redis_password_credential);
-        if (asprintf(&path, "%s/%s", dir, c->redis_password_credential) < 0)
+                                    c->path ?: "(defaults)", key, name, name);
+        if (asprintf(&path, "%s/%s", dir, name) < 0)
                 return error_setf(ret_error, -ENOMEM, "Out of memory");
-        r = read_secret_file(path, &secret);
+        r = read_secret_file(path, ret);
         if (r < 0)
-                return credential_problem(ret_error, r, path);
-        n = strlen(secret);
-        if (n > 0 && secret[n - 1] == '\n')
-                secret[--n] = '\0';
-        if (n == 0)
-                return error_setf(ret_error, -EINVAL,
-                                    "%s: redis_password_credential: cannot use: empty", path);
-        free_secret(c->redis.password);
-        c->redis.password = TAKE_PTR(secret);
+                return credential_problem(ret_error, r, key, path);
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
+
+int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
+        _cleanup_(free_secretp) char *secret = NULL, *tokens = NULL;
+        _cleanup_free_ char *path = NULL, *tokens_path = NULL;
+        size_t n;
+        int r;
+
+        if (c->redis_password_credential) {
+                r = read_credential(c, "redis_password_credential", c->redis_password_credential,
+                                    &path, &secret, ret_error);
+                if (r < 0)
+                        return r;
+                n = strlen(secret);
+                if (n > 0 && secret[n - 1] == '\n')
+                        secret[--n] = '\0';
+                if (n == 0)
+                        return error_setf(ret_error, -EINVAL,
+                                          "%s: redis_password_credential: cannot use: empty", path);
+        }
+        if (c->api_tokens_credential) {
+                ApiTokens *t = NULL;
+
+                r = read_credential(c, "api_tokens_credential", c->api_tokens_credential,
+                                    &tokens_path, &tokens, ret_error);
+                if (r < 0)
+                        return r;
+                r = api_tokens_parse(tokens, tokens_path, &t, ret_error);
+                if (r < 0)
+                        return r;
+                if (t->n_tokens == 0) {
+                        api_tokens_free(t);
+                        return error_setf(ret_error, -EINVAL,
+                                          "%s: api_tokens_credential: no token in the file",
+                                          tokens_path);
+                }
+                api_tokens_free(c->api_tokens);
+                c->api_tokens = t;
+        }
+        if (secret) {
+                free_secret(c->redis.password);
+                c->redis.password = TAKE_PTR(secret);
+        }
         return 0;
 }

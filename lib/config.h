@@ -21,6 +21,9 @@ typedef struct TasadConfig {
         RedisAddress redis;             /* key "redis", URL; default unix:///run/redis/redis-server.sock */
         char *redis_password_credential; /* key "redis_password_credential": name of a file in
                                           * $CREDENTIALS_DIRECTORY; overrides the URL password */
+        char *api_tokens_credential;    /* "api_tokens_credential": credential holding the API
+                                         * tokens (tokens.h); set, the daemons also serve TCP */
+        struct ApiTokens *api_tokens;   /* loaded from it by tasad_config_load_credentials() */
         char *prefix;                   /* "prefix", default "tasad" ([A-Za-z0-9_.-]{1,32}) */
         char *queues_dir;               /* "queues_dir", default /etc/tasad/queues */
         char *results_dir;              /* "results_dir", default /var/lib/tasad/results */

@@ -28,10 +28,10 @@ int daemon_load_config(const char *arg, TasadConfig **ret) {
                                        error ? error : strerror(-r));
         /* --check-config from a shell has no credentials: it checks the name only, and the
          * credential itself when it is run with them (systemd-run -p LoadCredential=…). */
-        if (arg_check_config && c->redis_password_credential &&
+        if (arg_check_config && (c->redis_password_credential || c->api_tokens_credential) &&
             !*(secure_getenv("CREDENTIALS_DIRECTORY") ?: "")) {
                 log_info("Not reading credential '%s': $CREDENTIALS_DIRECTORY is not set (the "
-                         "units set it).", c->redis_password_credential);
+                         "units set it).", c->redis_password_credential ?: c->api_tokens_credential);
                 *ret = TAKE_PTR(c);
                 return 0;
         }
