@@ -64,6 +64,8 @@ struct HttpServer {
         size_t n_routes;
         void *userdata;
         uint64_t max_body;
+        HttpAuthHook auth;      /* called before every handler, or NULL */
+        void *auth_userdata;
         HttpRequest *requests;  /* every live request, for http_server_free() */
         bool in_run;            /* inside MHD_run(): the timer is armed when it returns */
         bool run_soon;          /* a connection was resumed: run MHD again at once */
@@ -96,6 +98,7 @@ struct HttpRequest {
         bool replied;
         bool aborted;           /* on_abort was called (or is being called) */
         HttpAbortHandler on_abort;
+        const void *principal;  /* set by the auth hook */
         void *abort_userdata;
         sd_event_source *hup_source;
 };
@@ -573,8 +576,13 @@ static enum MHD_Result request_check_length(HttpRequest *req) {
 
 /* Headers are in: answer what can be answered without the body. */
 static enum MHD_Result request_route(HttpRequest *req) {
+        const char *message = NULL;
         int r;
 
+        /* Who asks comes first: nothing else (routes, lengths) is told to a stranger. */
+        if (req->server->auth && req->server->auth(req, req->server->auth_userdata, &message) < 0)
+                return mhd_result(request_send_error(req, 401, "unauthorized",
+                                                     message ?: "Unauthorized", NULL));
         r = request_parse(req);
         if (r == -EINVAL)
                 return mhd_result(request_send_error(
@@ -777,6 +785,23 @@ int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pi
         return 0;
 }
 
+const char *http_request_header(const HttpRequest *req, const char *name) {
+        return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void http_request_set_principal(HttpRequest *req, const void *principal) {
+        req->principal = principal;
+}
+
+const void *http_request_principal(const HttpRequest *req) {
+        return req->principal;
+}
+
+void http_server_set_auth(HttpServer *s, HttpAuthHook hook, void *userdata) {
+        s->auth = hook;
+        s->auth_userdata = userdata;
+}
+
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata) {
         /* Inside the handler: keep it. Later, on a kept request: hand it to a new owner. */
         if ((!req->in_handler && !req->kept) || request_done(req))
@@ -959,14 +984,16 @@ static bool fdname_is_default(const char *name) {
                (len > 7 && streq(name + len - 7, ".socket"));
 }
 
-/* Only listening Unix stream sockets: requests are authorized by the peer's credentials
- * (SO_PEERCRED), which no other family has. */
-static int listen_fd_check(int fd) {
+/* Listening stream sockets: Unix ones (requests are authorized by the peer's credentials) and,
+ * when allow_inet, TCP ones (authorized by the server's auth hook, tokens). */
+static int listen_fd_check(int fd, bool allow_inet) {
         int flags;
 
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
                 return -ENOTSOCK;
-        if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0)
+        if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0 &&
+            !(allow_inet && (sd_is_socket(fd, AF_INET, SOCK_STREAM, 1) > 0 ||
+                             sd_is_socket(fd, AF_INET6, SOCK_STREAM, 1) > 0)))
                 return -EAFNOSUPPORT;
         flags = fcntl(fd, F_GETFL);
         if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
@@ -974,30 +1001,34 @@ static int listen_fd_check(int fd) {
         return 0;
 }
 
-/* 1 and the fd systemd passed under `fdname`; 0 when it passed none that fits. */
-static int listen_fd_passed(const char *fdname, int *ret_fd) {
+/* The number of fds systemd passed under `fdname` (or one fd under a default name), at most
+ * HTTP_LISTEN_MAX, in ret_fds; 0 when it passed none that fits. */
+static int listen_fds_passed(const char *fdname, bool allow_inet, int ret_fds[HTTP_LISTEN_MAX]) {
         _cleanup_strv_free_ char **names = NULL;
-        int n, fd = -EBADF, r;
+        int n, k = 0, r;
 
         n = sd_listen_fds_with_names(0, &names);
         if (n <= 0)
                 return n;
-        for (int i = 0; i < n && fd < 0; i++)
-                if (fdname && names && streq_ptr(names[i], fdname))
-                        fd = SD_LISTEN_FDS_START + i;
-        if (fd < 0 && n == 1 && names && names[0] && fdname_is_default(names[0]))
-                fd = SD_LISTEN_FDS_START;
-        if (fd < 0)
-                return 0;
-        r = listen_fd_check(fd);
-        if (r == -EAFNOSUPPORT)
-                log_error("The socket systemd passed as '%s' is not a Unix socket: tasad authorizes "
-                          "requests by peer credentials, which only Unix sockets carry; TCP "
-                          "listeners are not supported.", fdname ? fdname : names[0]);
-        if (r < 0)
-                return r;
-        *ret_fd = fd;
-        return 1;
+        for (int i = 0; i < n; i++)
+                if (fdname && names && streq_ptr(names[i], fdname)) {
+                        if (k == HTTP_LISTEN_MAX)
+                                return -E2BIG;
+                        ret_fds[k++] = SD_LISTEN_FDS_START + i;
+                }
+        if (k == 0 && n == 1 && names && names[0] && fdname_is_default(names[0]))
+                ret_fds[k++] = SD_LISTEN_FDS_START;
+        for (int i = 0; i < k; i++) {
+                r = listen_fd_check(ret_fds[i], allow_inet);
+                if (r == -EAFNOSUPPORT)
+                        log_error("The socket systemd passed as '%s' is not a Unix socket, and TCP "
+                                  "listeners need api_tokens_credential: requests are authorized "
+                                  "by peer credentials, which only Unix sockets carry, or by API "
+                                  "tokens.", fdname ? fdname : names[0]);
+                if (r < 0)
+                        return r;
+        }
+        return k;
 }
 
 static int mkdir_parents(const char *path, mode_t mode) {
@@ -1055,23 +1086,42 @@ static int listen_fd_bind(const char *path, int *ret_fd) {
         return 0;
 }
 
+int http_listen_fds(const char *fdname, const char *path, bool allow_inet,
+                    int ret_fds[HTTP_LISTEN_MAX], size_t *ret_n, bool *ret_activated) {
+        int r;
+
+        if (!ret_fds || !ret_n)
+                return -EINVAL;
+        r = listen_fds_passed(fdname, allow_inet, ret_fds);
+        if (r < 0)
+                return r;
+        if (ret_activated)
+                *ret_activated = r > 0;
+        if (r > 0) {
+                *ret_n = (size_t) r;
+                return 0;
+        }
+        if (!path)
+                return -ENOENT;
+        r = listen_fd_bind(path, &ret_fds[0]);
+        if (r < 0)
+                return r;
+        *ret_n = 1;
+        return 0;
+}
+
 int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated) {
-        int fd = -EBADF, r;
+        int fds[HTTP_LISTEN_MAX];
+        size_t n;
+        int r;
 
         if (!ret_fd)
                 return -EINVAL;
-        r = listen_fd_passed(fdname, &fd);
+        r = http_listen_fds(fdname, path, false, fds, &n, ret_activated);
         if (r < 0)
                 return r;
-        if (r == 0) {
-                if (!path)
-                        return -ENOENT;
-                r = listen_fd_bind(path, &fd);
-                if (r < 0)
-                        return r;
-        }
-        *ret_fd = fd;
-        if (ret_activated)
-                *ret_activated = r > 0;
+        if (n != 1)
+                return -E2BIG;
+        *ret_fd = fds[0];
         return 0;
 }

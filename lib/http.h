@@ -33,11 +33,23 @@ int http_server_new(sd_event *e, int listen_fd, const HttpRoute *routes, size_t 
 HttpServer *http_server_free(HttpServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
 
-/* The listening socket: the fd systemd passed under fd name `fdname` (sd_listen_fds_with_names),
- * else a Unix socket bound at `path` (parent directories created, a stale socket replaced,
- * mode 0666: authorization is by peer credentials). *ret_activated tells which. A passed socket
- * that is not a listening stream socket is -ENOTSOCK; one that is not AF_UNIX, -EAFNOSUPPORT
- * (peer credentials exist only there). */
+/* Returns 0 to let the request go on, or < 0 with a message (static) for the 401
+ * `unauthorized` reply. It sees the headers only (http_request_header, http_request_peer). */
+typedef int (*HttpAuthHook)(HttpRequest *req, void *userdata, const char **ret_message);
+/* Called for every request of the server as soon as its headers are in. */
+void http_server_set_auth(HttpServer *s, HttpAuthHook hook, void *userdata);
+
+#define HTTP_LISTEN_MAX 8
+
+/* The listening sockets: every fd systemd passed under fd name `fdname`
+ * (sd_listen_fds_with_names; or the only one, under a default name), else one Unix socket
+ * bound at `path` (parent directories created, a stale socket replaced, mode 0666:
+ * authorization is by peer credentials). *ret_activated tells which. A passed fd that is not a
+ * listening stream socket is -ENOTSOCK; one that is neither AF_UNIX nor, when allow_inet,
+ * AF_INET/AF_INET6, -EAFNOSUPPORT (logged with the reason); more than HTTP_LISTEN_MAX, -E2BIG. */
+int http_listen_fds(const char *fdname, const char *path, bool allow_inet,
+                    int ret_fds[HTTP_LISTEN_MAX], size_t *ret_n, bool *ret_activated);
+/* The same for exactly one Unix socket. */
 int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated);
 
 const char *http_request_method(const HttpRequest *req);
@@ -49,6 +61,11 @@ const char *http_request_query(const HttpRequest *req, const char *name);
 const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_len);
 /* Peer credentials (SO_PEERCRED) of a Unix-socket client; -ENODATA on TCP. */
 int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
+/* A request header's value, or NULL. */
+const char *http_request_header(const HttpRequest *req, const char *name);
+/* Who the auth hook found the client to be (an API token, say); NULL until it says. */
+void http_request_set_principal(HttpRequest *req, const void *principal);
+const void *http_request_principal(const HttpRequest *req);
 
 /* Replies; each takes ownership of its body and completes the request (once). */
 int http_reply_json(HttpRequest *req, unsigned status, json_t *body);

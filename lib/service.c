@@ -11,16 +11,41 @@
 #include "keys.h"
 #include "log.h"
 #include "redis.h"
+#include "tokens.h"
+
+/* Who the client is: a Unix socket's peer (its credentials), else the API token of its
+ * "Authorization: Bearer" header; anything else gets 401. */
+static int service_authenticate(HttpRequest *req, void *userdata, const char **ret_message) {
+        Service *s = userdata;
+        const ApiToken *tok;
+
+        if (http_request_peer(req, NULL, NULL, NULL) >= 0)
+                return 0;
+        tok = api_tokens_find(s->config->api_tokens,
+                              api_tokens_bearer(http_request_header(req, "Authorization")));
+        if (!tok) {
+                *ret_message = "a request over TCP needs the header 'Authorization: Bearer "
+                               "<token>' with a valid API token";
+                return -EACCES;
+        }
+        http_request_set_principal(req, tok);
+        return 0;
+}
 
 /* Requests are served from the first Redis round trip on: until then a client (one that woke
  * the socket-activated daemon, say) waits in the listen backlog instead of getting 503. */
 static int service_serve(Service *s) {
-        int r = http_server_new(s->event, s->listen_fd, s->routes, s->n_routes, s->route_userdata,
-                                s->config->max_request, &s->http);
+        for (; s->n_http < s->n_listen; s->n_http++) {
+                size_t i = s->n_http;
+                int r = http_server_new(s->event, s->listen_fds[i], s->routes, s->n_routes,
+                                        s->route_userdata, s->config->max_request, &s->http[i]);
 
-        if (r >= 0)
-                s->listen_fd = -EBADF; /* the server owns it now */
-        return r;
+                if (r < 0)
+                        return r;
+                s->listen_fds[i] = -EBADF; /* the server owns it now */
+                http_server_set_auth(s->http[i], service_authenticate, s);
+        }
+        return 0;
 }
 
 static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
@@ -63,7 +88,8 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
         if (!s)
                 return -ENOMEM;
         s->event = sd_event_ref(e);
-        s->listen_fd = -EBADF;
+        for (size_t i = 0; i < HTTP_LISTEN_MAX; i++)
+                s->listen_fds[i] = -EBADF;
         s->name = name;
         s->config = config;
         r = queue_set_load(config->queues_dir, &s->queues, &error);
@@ -91,8 +117,10 @@ Service *service_free(Service *s) {
         if (!s)
                 return NULL;
         sd_event_source_disable_unref(s->watchdog);
-        s->http = http_server_free(s->http);
-        safe_close(s->listen_fd);
+        for (size_t i = 0; i < s->n_listen; i++) {
+                http_server_free(s->http[i]);
+                safe_close(s->listen_fds[i]);
+        }
         s->redis = redis_conn_free(s->redis);
         if (s->keys && s->queues)
                 for (size_t i = 0; i < s->queues->n_queues; i++)
@@ -125,13 +153,18 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
         bool activated = false;
         int r;
 
-        r = http_listen_fd(fdname, path, &s->listen_fd, &activated);
+        r = http_listen_fds(fdname, path, s->config->api_tokens != NULL, s->listen_fds,
+                            &s->n_listen, &activated);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the socket %s: %m", path);
         s->routes = routes;
         s->n_routes = n_routes;
         s->route_userdata = userdata;
-        log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
+        if (activated && s->n_listen > 1)
+                log_info("Listening on the %zu sockets passed by systemd as '%s'%s.", s->n_listen,
+                         fdname, s->config->api_tokens ? " (TCP: API tokens)" : "");
+        else
+                log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
         sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);
         if (sd_watchdog_enabled(false, NULL) > 0) {
                 r = sd_event_add_time_relative(s->event, &s->watchdog, CLOCK_MONOTONIC, 0,
@@ -142,25 +175,39 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
         return redis_conn_start(s->redis);
 }
 
-int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
-                          size_t *ret_index) {
+int service_request_allowed(Service *s, HttpRequest *req, char *const *groups) {
+        const ApiToken *tok = http_request_principal(req);
         uid_t uid;
         gid_t gid;
-        pid_t pid;
+
+        if (tok)
+                return api_token_in_groups(tok, groups);
+        if (http_request_peer(req, &uid, &gid, NULL) < 0)
+                return 0; /* cannot happen: service_authenticate() let it through */
+        return auth_uid_in_groups(uid, gid, groups);
+}
+
+int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
+                          size_t *ret_index) {
+        const ApiToken *tok = http_request_principal(req);
+        uid_t uid = 0;
         int r;
 
         for (size_t i = 0; i < s->queues->n_queues; i++) {
                 const QueueConfig *q = s->queues->queues[i];
                 if (!streq(q->name, name))
                         continue;
-                if (http_request_peer(req, &uid, &gid, &pid) >= 0) {
-                        r = auth_uid_in_groups(uid, gid, write ? q->submit_groups : q->read_groups);
-                        if (r <= 0) {
-                                http_reply_error(req, 403, "forbidden",
-                                                 "user %u may not %s queue '%s'", (unsigned) uid,
-                                                 write ? "submit to" : "read", name);
-                                return -EPERM;
+                r = service_request_allowed(s, req, write ? q->submit_groups : q->read_groups);
+                if (r <= 0) {
+                        if (tok)
+                                http_reply_error(req, 403, "forbidden", "token %s may not %s queue '%s'",
+                                                 tok->name, write ? "submit to" : "read", name);
+                        else {
+                                (void) http_request_peer(req, &uid, NULL, NULL);
+                                http_reply_error(req, 403, "forbidden", "user %u may not %s queue '%s'",
+                                                 (unsigned) uid, write ? "submit to" : "read", name);
                         }
+                        return -EPERM;
                 }
                 *ret_index = i;
                 return 0;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "http.h"
 #include "macro.h"
 
 typedef struct sd_event sd_event;
@@ -31,8 +32,10 @@ struct Service {
         QueueSet *queues;
         QueueKeys **keys;          /* keys[i] belongs to queues->queues[i] */
         RedisConn *redis;
-        HttpServer *http;          /* made at the first Redis round trip */
-        int listen_fd;             /* until then, the socket (connections wait in its backlog) */
+        HttpServer *http[HTTP_LISTEN_MAX]; /* made at the first Redis round trip, one per socket */
+        size_t n_http;
+        int listen_fds[HTTP_LISTEN_MAX];   /* until then, the sockets (connections wait in their backlog) */
+        size_t n_listen;
         const HttpRoute *routes;
         size_t n_routes;
         void *route_userdata;
@@ -59,6 +62,10 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
  * submit_groups when `write`, else read_groups). Otherwise replies 404/403 and returns < 0. */
 int service_request_queue(Service *s, HttpRequest *req, const char *name, bool write,
                           size_t *ret_index);
+
+/* Whether the client may act on something guarded by `groups`: its uid (Unix socket) or its
+ * API token (TCP) is in one of them. 1, 0, or -errno from a failed lookup. */
+int service_request_allowed(Service *s, HttpRequest *req, char *const *groups);
 
 /* 503 `unavailable`: Redis could not be reached for this request. */
 void service_reply_unavailable(HttpRequest *req);

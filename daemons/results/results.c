@@ -850,10 +850,6 @@ static int send_queue_stats(Results *r, QueuesQuery *qq, size_t qi) {
 static int route_queues(HttpRequest *req, void *userdata) {
         Results *r = userdata;
         QueuesQuery *qq;
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        bool peer;
 
         if (service_require_redis(r->service, req) < 0)
                 return 0;
@@ -864,10 +860,9 @@ static int route_queues(HttpRequest *req, void *userdata) {
         }
         qq->results = r;
         qq->req = req;
-        peer = http_request_peer(req, &uid, &gid, &pid) >= 0;
         for (size_t i = 0; i < r->service->queues->n_queues; i++) {
-                /* Only the queues this user may read. */
-                if (peer && auth_uid_in_groups(uid, gid, r->service->queues->queues[i]->read_groups) <= 0)
+                /* Only the queues this client may read. */
+                if (service_request_allowed(r->service, req, r->service->queues->queues[i]->read_groups) <= 0)
                         continue;
                 if (send_queue_stats(r, qq, i) >= 0)
                         qq->pending++;

@@ -13,8 +13,11 @@ static bool may_read(HttpRequest *req, Worker *w) {
         gid_t gid;
         pid_t pid;
 
-        if (http_request_peer(req, &uid, &gid, &pid) < 0)
-                return true; /* not a Unix socket: the socket's own permissions decide */
+        /* The control socket is always a Unix socket (http_listen_fd); no credentials, no access. */
+        if (http_request_peer(req, &uid, &gid, &pid) < 0) {
+                http_reply_error(req, 403, "forbidden", "no peer credentials");
+                return false;
+        }
         if (uid == 0 || uid == geteuid() || auth_uid_in_groups(uid, gid, worker_queue(w)->read_groups) > 0)
                 return true;
         http_reply_error(req, 403, "forbidden", "user %u may not read the worker of queue '%s'",
@@ -27,7 +30,7 @@ static bool may_change(HttpRequest *req, Worker *w) {
         gid_t gid;
         pid_t pid;
 
-        if (http_request_peer(req, &uid, &gid, &pid) < 0 || uid == 0 || uid == geteuid())
+        if (http_request_peer(req, &uid, &gid, &pid) >= 0 && (uid == 0 || uid == geteuid()))
                 return true;
         http_reply_error(req, 403, "forbidden", "only root or the worker's user may change the "
                          "worker of queue '%s' (user %u)", worker_queue(w)->name, (unsigned) uid);

@@ -190,7 +190,7 @@ def test_tcp_listener_refused(env):
         text = out.decode(errors="replace")
         check(p.returncode not in (0, None), f"tasad-{kind} with a TCP socket exited {p.returncode}")
         check(not reply.startswith(b"HTTP/"), f"tasad-{kind} answered over TCP: {reply[:100]!r}")
-        check("is not a Unix socket" in text and "TCP listeners are not supported" in text,
+        check("is not a Unix socket" in text and "TCP listeners need api_tokens_credential" in text,
               f"tasad-{kind}'s message: {text[-500:]!r}")
 
 

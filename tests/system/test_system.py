@@ -383,6 +383,33 @@ def violations(c: Container) -> None:
         log(f"syscall {nr}: {st.get('outcome')}: {st.get('detail')}")
 
 
+def tcp_listener(c: Container) -> None:
+    """docs/systemd.md's drop-in: the scheduler's socket also listens on 127.0.0.1:8470, tokens
+    come from /etc/tasad/credentials/api-tokens; bob (not in group tasad) submits with a token,
+    and without one is refused with 401."""
+    secret = os.urandom(24).hex()
+    c.write("/etc/tasad/credentials/api-tokens", f"ci tasad {secret}\n", 0o600)
+    conf = (c.root / "etc/tasad/tasad.conf").read_text()
+    check('#api_tokens_credential = "tasad_api-tokens";' in conf, "tasad.conf lost the api_tokens line")
+    c.write("/etc/tasad/tasad.conf", conf.replace('#api_tokens_credential = "tasad_api-tokens";',
+                                                  'api_tokens_credential = "tasad_api-tokens";'))
+    c.write("/etc/systemd/system/tasad-scheduler.socket.d/tcp.conf",
+            "[Socket]\nListenStream=127.0.0.1:8470\n")
+    c.run("systemctl", "daemon-reload")
+    c.run("systemctl", "stop", "tasad-scheduler.service", "tasad-scheduler.socket")
+    c.run("systemctl", "start", "tasad-scheduler.socket", "tasad-scheduler.service")
+    c.write("/home/bob/ci.token", secret + "\n", 0o600)
+    c.run("chown", "bob:bob", "/home/bob/ci.token")
+    url = ["--scheduler-socket", "http://127.0.0.1:8470"]
+    jid = c.run("tasactl", *url, "--token-file", "/home/bob/ci.token", "submit", "tnmap",
+                "127.0.0.1", user="bob").stdout.strip()
+    st = wait_job(c, jid)
+    check(st.get("outcome") == "exit:0", f"job submitted over TCP with a token: {st}")
+    r = c.run("tasactl", *url, "submit", "tnmap", "127.0.0.1", user="bob", check_rc=False)
+    check(r.returncode == 1 and "Authorization: Bearer" in r.stderr, f"TCP without a token: {r.stderr!r}")
+    log(f"TCP listener: job {jid} submitted by bob with token ci; without a token: refused")
+
+
 def security_scores(c: Container) -> None:
     print("systemd-analyze security (exposure, lower is better; target 2.0):")
     for u, limit in MAX_EXPOSURE.items():
@@ -420,6 +447,7 @@ def main() -> int:
         kill_worker_mid_job(c)
         scheduler_socket_activation(c)
         violations(c)
+        tcp_listener(c)
         security_scores(c)
         ok = True
     except Skip as e:

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "output.h"
+#include "strutil.h"
 #include "tasad-build.h"
 
 #define CLIENT_CONNECT_TIMEOUT_MS 10000L
@@ -97,6 +98,10 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata) {
         return n;
 }
 
+static bool client_is_url(const char *where) {
+        return startswith(where, "http://");
+}
+
 static int headers_build(Client *c) {
         struct curl_slist *l;
 
@@ -158,6 +163,16 @@ int client_new(const char *scheduler_socket, const char *results_socket, Client 
         if (handle_setup(c) < 0)
                 return output_error(EINVAL, "cannot set up libcurl: %s", c->errbuf);
         *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int client_set_token(Client *c, const char *token) {
+        _cleanup_free_ char *h = NULL;
+
+        if (asprintf(&h, "Authorization: Bearer %s", token) < 0 ||
+            !curl_slist_append(c->headers_none, h) || !curl_slist_append(c->headers_json, h))
+                return output_oom();
+        explicit_bzero(h, strlen(h));
         return 0;
 }
 
@@ -238,7 +253,7 @@ static int request_setup(Client *c, ClientService s, const char *method, const c
         CURLcode cc = CURLE_OK;
 
         SET(CURLOPT_URL, url);
-        SET(CURLOPT_UNIX_SOCKET_PATH, c->sockets[s]);
+        SET(CURLOPT_UNIX_SOCKET_PATH, client_is_url(c->sockets[s]) ? NULL : c->sockets[s]);
         SET(CURLOPT_WRITEDATA, b);
         SET(CURLOPT_TIMEOUT_MS, (long) MAX(timeout_usec / USEC_PER_MSEC, (uint64_t) 1));
         SET(CURLOPT_HTTPHEADER, json ? c->headers_json : c->headers_none);
@@ -306,7 +321,10 @@ int client_request(Client *c, ClientService s, const char *method, const char *p
         long status = 0;
         int r;
 
-        if (asprintf(&url, "http://localhost%s", path) < 0)
+        /* A socket path, or the base URL of a TCP listener ("http://host:port"). */
+        if (client_is_url(c->sockets[s]) ?
+                    asprintf(&url, "%.*s%s", (int) strcspn(c->sockets[s] + 7, "/") + 7, c->sockets[s], path) < 0 :
+                    asprintf(&url, "http://localhost%s", path) < 0)
                 return output_oom();
         if (body && !(json = json_dumps(body, JSON_COMPACT)))
                 return output_oom();
@@ -330,6 +348,7 @@ int client_errno_from_status(long status) {
         switch (status) {
         case 400:
                 return -EINVAL;
+        case 401:
         case 403:
                 return -EACCES;
         case 404:

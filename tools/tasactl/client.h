@@ -5,7 +5,7 @@
  * "tasactl: …" on stderr and returns -errno: the connect errno when a socket cannot be reached
  * (-ENOENT, -ECONNREFUSED, -EACCES, …), -ETIMEDOUT, -EIO for a broken exchange, -EPROTO for a
  * reply that does not follow the API, and for HTTP errors an errno derived from the status
- * (400 -EINVAL, 403 -EACCES, 404 -ENOENT, 409 -EBUSY, 413 -E2BIG, 503 -EAGAIN, else -EPROTO). */
+ * (400 -EINVAL, 401 and 403 -EACCES, 404 -ENOENT, 409 -EBUSY, 413 -E2BIG, 503 -EAGAIN, else -EPROTO). */
 #pragma once
 
 #include <stddef.h>
@@ -34,10 +34,14 @@ typedef struct ClientReply {
 
 void client_reply_done(ClientReply *r);
 
-/* Socket paths are copied. */
+/* Socket paths, or base URLs "http://HOST:PORT" of TCP listeners (then requests need a token,
+ * client_set_token), are copied. */
 int client_new(const char *scheduler_socket, const char *results_socket, Client **ret);
 Client *client_free(Client *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Client *, client_free);
+
+/* Sends "Authorization: Bearer TOKEN" with every request (API tokens, for TCP listeners). */
+int client_set_token(Client *c, const char *token);
 
 /* The control socket of the worker of queue (at path) for CLIENT_WORKER requests. Copied. */
 int client_set_worker(Client *c, const char *queue, const char *path);

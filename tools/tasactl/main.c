@@ -22,6 +22,7 @@ uint64_t arg_timeout_usec = USEC_INFINITY;
 static const char *arg_config = NULL;
 static const char *arg_scheduler_socket = NULL;
 static const char *arg_results_socket = NULL;
+static const char *arg_token_file = NULL;
 
 static Client *client = NULL;
 static uint64_t max_request = 0;
@@ -34,6 +35,7 @@ enum {
         ARG_JSON,
         ARG_SCHEDULER_SOCKET,
         ARG_RESULTS_SOCKET,
+        ARG_TOKEN_FILE,
         ARG_STDIN,
         ARG_PAYLOAD_FILE,
         ARG_ID,
@@ -55,6 +57,7 @@ static const struct option options[] = {
         { "json", no_argument, NULL, ARG_JSON },
         { "scheduler-socket", required_argument, NULL, ARG_SCHEDULER_SOCKET },
         { "results-socket", required_argument, NULL, ARG_RESULTS_SOCKET },
+        { "token-file", required_argument, NULL, ARG_TOKEN_FILE },
         { "stdin", no_argument, NULL, ARG_STDIN },
         { "payload-file", required_argument, NULL, ARG_PAYLOAD_FILE },
         { "id", required_argument, NULL, ARG_ID },
@@ -116,12 +119,15 @@ static const char help_text[] =
 "  -c, --config=FILE      configuration file with the socket paths (default:\n"
 "                         $TASAD_CONF, else " TASAD_CONF_DEFAULT ", and\n"
 "                         built-in defaults when that does not exist)\n"
-"      --scheduler-socket=PATH\n"
-"                         tasad-scheduler's socket (default:\n"
-"                         $TASAD_SCHEDULER_SOCKET, else scheduler_socket)\n"
-"      --results-socket=PATH\n"
-"                         tasad-results' socket (default:\n"
+"      --scheduler-socket=PATH|URL\n"
+"                         tasad-scheduler's socket, or http://HOST:PORT of\n"
+"                         its TCP listener (default: $TASAD_SCHEDULER_SOCKET,\n"
+"                         else scheduler_socket)\n"
+"      --results-socket=PATH|URL\n"
+"                         tasad-results' socket or TCP listener (default:\n"
 "                         $TASAD_RESULTS_SOCKET, else results_socket)\n"
+"      --token-file=FILE  an API token (its first line), sent to TCP\n"
+"                         listeners (default: $TASAD_TOKEN_FILE)\n"
 "      --json             machine output: the daemons' JSON objects, one\n"
 "                         compact object per line\n"
 "  -h, --help             show this help and exit\n"
@@ -230,6 +236,7 @@ static int parse_option(int c) {
         case ARG_JSON: arg_json = true; break;
         case ARG_SCHEDULER_SOCKET: arg_scheduler_socket = optarg; break;
         case ARG_RESULTS_SOCKET: arg_results_socket = optarg; break;
+        case ARG_TOKEN_FILE: arg_token_file = optarg; break;
         case ARG_STDIN: arg_stdin = true; break;
         case ARG_PAYLOAD_FILE: arg_payload_file = optarg; break;
         case ARG_ID: arg_id = optarg; break;
@@ -346,6 +353,32 @@ static int config_load(const char *scheduler, const char *results, TasadConfig *
         return r < 0 ? output_error(r, "cannot set up the default configuration: %m") : 0;
 }
 
+/* --token-file / $TASAD_TOKEN_FILE: the token is the file's first line. */
+static int token_load(Client *c) {
+        const char *path = arg_token_file ?: env_nonempty("TASAD_TOKEN_FILE");
+        _cleanup_fclose_ FILE *f = NULL;
+        char buf[512];
+        size_t n;
+        int r;
+
+        if (!path)
+                return 0;
+        f = fopen(path, "re");
+        if (!f)
+                return output_error(errno, "cannot read the token file %s: %m", path);
+        if (!fgets(buf, sizeof(buf), f))
+                buf[0] = '\0';
+        n = strcspn(buf, "\r\n");
+        buf[n] = '\0';
+        if (n == 0) {
+                explicit_bzero(buf, sizeof(buf));
+                return output_error(EINVAL, "the token file %s is empty", path);
+        }
+        r = client_set_token(c, buf);
+        explicit_bzero(buf, sizeof(buf));
+        return r;
+}
+
 int tasactl_config(TasadConfig **ret) {
         return config_load(NULL, NULL, ret);
 }
@@ -362,6 +395,9 @@ int tasactl_client(Client **ret) {
                         return r;
                 r = client_new(sched ?: config->scheduler_socket, res ?: config->results_socket,
                                &client);
+                if (r < 0)
+                        return r;
+                r = token_load(client);
                 if (r < 0)
                         return r;
                 max_request = config->max_request;
