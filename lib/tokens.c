@@ -110,10 +110,13 @@ static int parse_line(ApiTokens *t, char *line, const char *path, unsigned linen
         if (!name_valid(f[0]))
                 return error_setf(ret_error, -EINVAL, "%s:%u: \"%s\" is not a valid token name "
                                   "([A-Za-z0-9_.-], 1-64)", path, lineno, f[0]);
-        r = split_groups(f[1], &tok.groups);
+        if (f[1][strcspn(f[1], ":")] != '\0')
+                r = -EINVAL;
+        else
+                r = split_groups(f[1], &tok.groups);
         if (r == -ENOMEM)
                 return error_setf(ret_error, r, "Out of memory");
-        if (r < 0 || f[1][strcspn(f[1], ":")] != '\0')
+        if (r < 0)
                 return error_setf(ret_error, -EINVAL, "%s:%u: token %s: \"%s\" is not a "
                                   "comma-separated list of group names", path, lineno, f[0], f[1]);
         if (!secret_valid(f[2])) {
