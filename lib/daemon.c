@@ -58,7 +58,6 @@ int daemon_block_signals(void) {
         return 0;
 }
 
-
 bool daemon_check_config_only(void) {
         return arg_check_config;
 }

@@ -1,6 +1,7 @@
 #include "service.h"
 
 #include <hiredis/hiredis.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
@@ -13,14 +14,12 @@
 #include "redis.h"
 #include "tokens.h"
 
-/* Who the client is: a Unix socket's peer (its credentials), else the API token of its
- * "Authorization: Bearer" header; anything else gets 401. */
+/* The auth hook of a TCP listener: the client is the API token of its "Authorization: Bearer"
+ * header, or gets 401. (Unix listeners need no hook: the peer's credentials say who it is.) */
 static int service_authenticate(HttpRequest *req, void *userdata, const char **ret_message) {
         Service *s = userdata;
         const ApiToken *tok;
 
-        if (http_request_peer(req, NULL, NULL, NULL) >= 0)
-                return 0;
         tok = api_tokens_find(s->config->api_tokens,
                               api_tokens_bearer(http_request_header(req, "Authorization")));
         if (!tok) {
@@ -37,13 +36,15 @@ static int service_authenticate(HttpRequest *req, void *userdata, const char **r
 static int service_serve(Service *s) {
         for (; s->n_http < s->n_listen; s->n_http++) {
                 size_t i = s->n_http;
+                bool is_unix = sd_is_socket(s->listen_fds[i], AF_UNIX, 0, -1) > 0;
                 int r = http_server_new(s->event, s->listen_fds[i], s->routes, s->n_routes,
                                         s->route_userdata, s->config->max_request, &s->http[i]);
 
                 if (r < 0)
                         return r;
                 s->listen_fds[i] = -EBADF; /* the server owns it now */
-                http_server_set_auth(s->http[i], service_authenticate, s);
+                if (!is_unix) /* only possible with API tokens (http_listen_fds) */
+                        http_server_set_auth(s->http[i], service_authenticate, s);
         }
         return 0;
 }
@@ -183,7 +184,7 @@ int service_request_allowed(Service *s, HttpRequest *req, char *const *groups) {
         if (tok)
                 return api_token_in_groups(tok, groups);
         if (http_request_peer(req, &uid, &gid, NULL) < 0)
-                return 0; /* cannot happen: service_authenticate() let it through */
+                return 0; /* a TCP request without a token never gets this far */
         return auth_uid_in_groups(uid, gid, groups);
 }
 
