@@ -97,6 +97,11 @@ class Container:
                 start_new_session=True)
         log(f"systemd-nspawn pid {self.nspawn.pid}, root {self.root}")
         self.init_pid = wait_until(self._find_init, 60, "the container's systemd")
+        # systemctl needs the manager's private socket, which PID 1 opens a moment after it
+        # starts: asking before that fails with "Failed to connect to bus".
+        private = Path(f"/proc/{self.init_pid}/root/run/systemd/private")
+        wait_until(lambda: self.nspawn.poll() is None and private.is_socket(), 60,
+                   "the container's systemd to open /run/systemd/private")
         state = self.run("systemctl", "is-system-running", "--wait", check_rc=False,
                          timeout=120).stdout.strip()
         if state not in ("running", "degraded"):
