@@ -78,6 +78,10 @@ typedef struct Policy {
 /* [A-Za-z0-9_-]{1,64}, like a queue name. */
 bool policy_name_is_valid(const char *name);
 
+/* The reserved name of a queue's `policy` that installs no seccomp filter at all (as Docker's
+ * seccomp=unconfined): every other layer of the sandbox still applies. Never a profile file. */
+#define POLICY_UNCONFINED "unconfined"
+
 /* Finds <name>.policy in the first of dirs (NULL-terminated) that has it and loads it; a
  * profile's "extends" is looked up the same way. -ENOENT when no directory has it. */
 int policy_load(char *const *dirs, const char *name, Policy **ret, char **ret_error);

@@ -490,6 +490,9 @@ static int sandbox_policy_compile(Sandbox *s, const QueueConfig *q, char *const 
         _cleanup_free_ char *error = NULL;
         int r;
 
+        if (streq(q->policy, POLICY_UNCONFINED)) /* said once per load, as a degraded layer */
+                return strv_push(&s->warnings, strdup("policy \"" POLICY_UNCONFINED "\": jobs run "
+                                                      "without a seccomp filter"));
         r = policy_load(policy_dirs, q->policy, &s->policy, &error);
         if (r == -ENOENT)
                 return error_setf(ret_error, r, "%s: policy: no profile \"%s\" (%s.policy) in "
@@ -583,7 +586,7 @@ uint64_t sandbox_limit_memory(const Sandbox *s) {
 void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]) {
         const SandboxHost *h = s->host;
 
-        ret_fds[SANDBOX_FD_CHANNEL - 3] = h->notify_ok ? h->channel[1] : -1;
+        ret_fds[SANDBOX_FD_CHANNEL - 3] = h->notify_ok && s->policy ? h->channel[1] : -1;
         ret_fds[SANDBOX_FD_USERNS - 3] = s->join_userns ? h->userns_fd : -1;
         ret_fds[SANDBOX_FD_NETNS - 3] = s->join_netns ? h->netns_fd : -1;
 }
@@ -645,6 +648,9 @@ int sandbox_child_apply(const Sandbox *s, uint64_t seq, bool *ret_listener_sent,
         if (r < 0)
                 return r;
         STEP("PR_SET_NO_NEW_PRIVS", prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+        *ret_listener_sent = false;
+        if (!s->policy) /* unconfined */
+                return 0;
         /* Last: after this only sendmsg (allowed on the channel by policy_compile), execve and
          * exit_group (required by sandbox_new) may run, or the child would wait on its own
          * listener forever. */
@@ -652,7 +658,6 @@ int sandbox_child_apply(const Sandbox *s, uint64_t seq, bool *ret_listener_sent,
                 prog = (struct sock_fprog){ .len = (unsigned short) s->kill.len,
                                             .filter = s->kill.insns };
                 STEP("seccomp", prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog));
-                *ret_listener_sent = false;
                 return 0;
         }
         prog = (struct sock_fprog){ .len = (unsigned short) s->notify.len,

@@ -65,6 +65,7 @@ int sandbox_new(SandboxHost *h, const QueueConfig *q, char *const *policy_dirs, 
 Sandbox *sandbox_free(Sandbox *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Sandbox *, sandbox_free);
 
+/* The compiled profile; NULL for policy = "unconfined" (no seccomp filter). */
 const Policy *sandbox_policy(const Sandbox *s);
 /* NULL-terminated list of the layers dropped under allow_degraded (may be empty). */
 char *const *sandbox_warnings(const Sandbox *s);

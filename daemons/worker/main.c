@@ -25,6 +25,10 @@ static int check_config(const TasadConfig *config, const QueueConfig *queue) {
         if (worker_load_sandbox(host, config, queue, &sandbox) < 0)
                 return 1;
         printf("Configuration and queue '%s' are valid.\n\n", queue->name);
+        if (!sandbox_policy(sandbox)) {
+                printf("Policy: " POLICY_UNCONFINED " (no seccomp filter).\n");
+                return 0;
+        }
         return policy_format(sandbox_policy(sandbox), stdout) < 0 ? 1 : 0;
 }
 

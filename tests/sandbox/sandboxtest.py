@@ -2,6 +2,7 @@
 integration harness (tests/integration/tasadtest.py)."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import tasadtest  # noqa: E402,F401
 from tasadtest import check, eq  # noqa: E402,F401
 
 HOSTILE = os.environ.get("TASAD_HOSTILE") or str(tasadtest.BUILD_DIR / "tests/sandbox/hostile")
+
+
+def subprocess_run(argv: list[str], env, timeout: float = 60):
+    """Runs a tasad binary by hand (as --check-config) with the harness' environment."""
+    return subprocess.run(argv, capture_output=True, text=True, env=env.base_environ(),
+                          timeout=timeout)
 
 
 def require_hostile() -> str:

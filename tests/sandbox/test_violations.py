@@ -5,7 +5,7 @@ job's fields; the worker goes on serving the next job. One worker of a queue wit
 policy runs tests/sandbox/hostile.c in each mode in turn, as user nobody."""
 
 import sandboxtest
-from sandboxtest import check, expect, run, stdout, tasadtest
+from sandboxtest import check, eq, expect, run, stdout, tasadtest
 
 # mode -> the system call named in the result
 VIOLATIONS = {
@@ -59,6 +59,40 @@ def test_network_client_allows_what_default_forbids(env):
     st = run(env, "net", "socket")
     expect(st, "failed", "exit:2")
     check("socket(AF_INET) returned" in stdout(env, st), "socket() did not return under network-client")
+
+
+def test_unconfined_installs_no_filter(env):
+    """policy = "unconfined" (the benchmark's reference, an operator's explicit opt-out): the job
+    runs without a seccomp filter (Seccomp: 0, where `default` gives 2), every other layer stays
+    (NoNewPrivs: 1, user nobody), a call `default` forbids returns, and the worker says so once
+    at start as a warning; --check-config names it"""
+    hostile = sandboxtest.require_hostile()
+    status = ["/bin/grep", "-E", "^(Seccomp|NoNewPrivs|Uid):", "/proc/self/status"]
+    env.write_queue("free", status, policy="unconfined", user="nobody", max_args=0)
+    env.write_queue("confined", status, policy="default", user="nobody", max_args=0)
+    env.write_queue("hostile", [hostile], policy="unconfined", user="nobody")
+    stack = env.start_stack("free", "confined", "hostile")
+    st = run(env, "free")
+    expect(st, "done", "exit:0")
+    fields = dict(l.split(":\t", 1) for l in stdout(env, st).splitlines())
+    eq(fields.get("Seccomp"), "0", f"Seccomp of an unconfined job ({fields})")
+    eq(fields.get("NoNewPrivs"), "1", f"NoNewPrivs of an unconfined job ({fields})")
+    nobody = str(__import__("pwd").getpwnam("nobody").pw_uid)
+    eq(fields.get("Uid", "").split("\t")[0], nobody, f"uid of an unconfined job ({fields})")
+    st = run(env, "confined")
+    expect(st, "done", "exit:0")
+    check("Seccomp:\t2" in stdout(env, st), "control: a `default` job has a filter")
+    st = run(env, "hostile", "ptrace")
+    check(st.get("outcome") != "sandbox-violation", f"ptrace was stopped without a filter: {st}")
+    check("returned" in stdout(env, st), f"ptrace did not return to the job: {stdout(env, st)!r}")
+    warn = [l for l in stack["free"].log_text().splitlines() if "unconfined" in l]
+    check(len(warn) == 1 and ": warning: " in warn[0] and "without a seccomp filter" in warn[0],
+          f"expected one warning about the missing filter, got {warn!r}")
+    conf, _ = env.worker_conf("free", "free")
+    r = sandboxtest.subprocess_run([str(tasadtest.BINARIES["worker"]), "-c", str(conf),
+                                    "--check-config", "free"], env)
+    eq(r.returncode, 0, f"--check-config of an unconfined queue ({r.stderr.strip()})")
+    check("Policy: unconfined (no seccomp filter)." in r.stdout, f"--check-config: {r.stdout!r}")
 
 
 if __name__ == "__main__":
