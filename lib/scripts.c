@@ -12,7 +12,7 @@ static const char *const sources[_SCRIPT_MAX] = {
         [SCRIPT_RENEW] = lua_renew,     [SCRIPT_FINISH] = lua_finish,
         [SCRIPT_RELEASE] = lua_release, [SCRIPT_REAP] = lua_reap,
         [SCRIPT_PROMOTE] = lua_promote, [SCRIPT_CANCEL] = lua_cancel,
-        [SCRIPT_REQUEUE] = lua_requeue,
+        [SCRIPT_REQUEUE] = lua_requeue, [SCRIPT_TAKE] = lua_take,
 };
 
 static char shas[_SCRIPT_MAX][41];

@@ -11,6 +11,7 @@ typedef enum ScriptId {
         SCRIPT_PROMOTE,
         SCRIPT_CANCEL,
         SCRIPT_REQUEUE,
+        SCRIPT_TAKE,
         _SCRIPT_MAX,
 } ScriptId;
 

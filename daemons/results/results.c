@@ -18,12 +18,18 @@
 #include "record.h"
 #include "redis.h"
 #include "service.h"
+#include "fsutil.h"
 #include "strutil.h"
 
 #define GATHER_COUNT "256"
 #define WAIT_DEFAULT_SEC 30
 #define WAIT_MAX_SEC 3600
 #define GATHER_RETRY_USEC (5 * USEC_PER_SEC)
+
+typedef struct Ack {
+        size_t queue;
+        char *entry;
+} Ack;
 
 typedef struct Waiter Waiter;
 struct Waiter {
@@ -45,6 +51,9 @@ struct Results {
         sd_event_source *retry_timer;
         size_t gathering;        /* entries being written */
         uint64_t gathered;
+        int *queue_dirs;         /* per queue: its results directory, or -1 until first used */
+        Ack *acks;               /* entries gathered in this round, acknowledged at its end */
+        size_t n_acks, cap_acks;
         Waiter *waiters;
 };
 
@@ -113,58 +122,63 @@ static int write_file(int dirfd, const char *name, const void *data, size_t len)
         return fd < 0 ? -errno : write_all(fd, data, len);
 }
 
-static void remove_tree(const char *dir) {
-        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        DIR *d;
-        struct dirent *de;
+/* The queue's results directory, made and opened once (again when it was removed meanwhile:
+ * `fresh`). */
+static int queue_dir(Results *r, size_t qi, bool fresh) {
+        _cleanup_free_ char *path = NULL;
+        int k;
 
-        if (fd < 0)
-                return;
-        d = fdopendir(TAKE_FD(fd));
-        if (!d)
-                return;
-        while ((de = readdir(d)))
-                if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
-                        (void) unlinkat(dirfd(d), de->d_name, 0);
-        closedir(d);
-        (void) rmdir(dir);
+        if (r->queue_dirs[qi] >= 0 && !fresh)
+                return r->queue_dirs[qi];
+        r->queue_dirs[qi] = safe_close(r->queue_dirs[qi]);
+        if (asprintf(&path, "%s/%s", r->service->config->results_dir, queue_name(r, qi)) < 0)
+                return -ENOMEM;
+        k = mkdir_parents(path, 0750);
+        if (k < 0)
+                return k;
+        r->queue_dirs[qi] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return r->queue_dirs[qi] < 0 ? -errno : r->queue_dirs[qi];
 }
 
-static int mkdir_p(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = p + 1; *s; s++)
-                if (*s == '/') {
-                        *s = 0;
-                        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                                return -errno;
-                        *s = '/';
-                }
-        return mkdir(p, mode) < 0 && errno != EEXIST ? -errno : 0;
+/* A fresh, empty <queue dir>/<tmp> (what a crash left there is removed first). */
+static int make_tmp_dir(Results *r, size_t qi, const char *tmp, int *ret_qfd) {
+        int qfd = queue_dir(r, qi, false);
+
+        if (qfd < 0)
+                return qfd;
+        if (mkdirat(qfd, tmp, 0750) == 0)
+                goto done;
+        if (errno == ENOENT) /* the queue's directory was removed under us */
+                qfd = queue_dir(r, qi, true);
+        else if (errno == EEXIST)
+                (void) rm_rf_at(qfd, tmp);
+        else
+                return -errno;
+        if (qfd < 0)
+                return qfd;
+        if (mkdirat(qfd, tmp, 0750) < 0)
+                return -errno;
+done:
+        *ret_qfd = qfd;
+        return 0;
 }
 
 /* Writes stdout, stderr and result.json into a fresh directory and renames it into place, so a
  * reader sees all three files or none. */
 static int write_result_dir(Results *r, size_t qi, const char *id, const redisReply *rec,
                             json_t *status) {
-        _cleanup_free_ char *final = result_path(r, qi, id, NULL), *qdir = NULL, *tmp = NULL,
-                            *json = NULL;
+        _cleanup_free_ char *json = NULL;
         _cleanup_close_ int dfd = -EBADF;
         size_t out_len = 0, err_len = 0;
         const char *out = record_get(rec, "out", &out_len), *err = record_get(rec, "err", &err_len);
-        int k;
+        char tmp[128];
+        int qfd = -EBADF, k;
 
-        if (!final || asprintf(&qdir, "%s/%s", r->service->config->results_dir, queue_name(r, qi)) < 0 ||
-            asprintf(&tmp, "%s/.%s.tmp", qdir, id) < 0)
-                return -ENOMEM;
-        k = mkdir_p(qdir, 0750);
+        snprintf(tmp, sizeof(tmp), ".%s.tmp", id); /* ids are at most 64 characters */
+        k = make_tmp_dir(r, qi, tmp, &qfd);
         if (k < 0)
                 return k;
-        remove_tree(tmp);
-        if (mkdir(tmp, 0750) < 0)
-                return -errno;
-        dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        dfd = openat(qfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         json = json_dumps(status, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
         if (dfd < 0 || !json)
                 return dfd < 0 ? -errno : -ENOMEM;
@@ -175,11 +189,11 @@ static int write_result_dir(Results *r, size_t qi, const char *id, const redisRe
                 k = write_file(dfd, "result.json", json, strlen(json));
         if (k < 0)
                 return k;
-        if (rename(tmp, final) < 0) {
+        if (renameat(qfd, tmp, qfd, id) < 0) {
                 if (errno != ENOTEMPTY && errno != EEXIST)
                         return -errno;
-                remove_tree(final);  /* gathered before (a crash before XACK): replace it */
-                if (rename(tmp, final) < 0)
+                (void) rm_rf_at(qfd, id); /* gathered before (a crash before XACK): replace it */
+                if (renameat(qfd, tmp, qfd, id) < 0)
                         return -errno;
         }
         return 0;
@@ -192,6 +206,7 @@ typedef struct Gather {
         size_t queue;
         char *entry;             /* stream entry id */
         char *id, *batch;
+        bool batch_done;         /* the batch may have finished with this job: wake its waiters */
 } Gather;
 
 static void gather_free(Gather *g) {
@@ -211,9 +226,50 @@ static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* The read loop goes on when every entry of a round is handled; after a failed write (disk
  * full, permissions) only after a pause, so unwritable entries are not re-read in a tight loop. */
+/* One XACK per queue for the entries of a round (they stay pending if it is lost: gathering is
+ * idempotent). */
+static void acks_flush(Results *r) {
+        size_t nq = r->service->queues->n_queues;
+        _cleanup_free_ const char **argv = NULL;
+
+        if (r->n_acks == 0)
+                return;
+        argv = calloc(3 + r->n_acks, sizeof(char *));
+        for (size_t qi = 0; argv && qi < nq; qi++) {
+                size_t k = 0;
+
+                argv[k++] = "XACK";
+                argv[k++] = r->service->keys[qi]->done;
+                argv[k++] = "gatherer";
+                for (size_t i = 0; i < r->n_acks; i++)
+                        if (r->acks[i].queue == qi)
+                                argv[k++] = r->acks[i].entry;
+                if (k > 3)
+                        (void) redis_command_argv(r->service->redis, NULL, NULL, (int) k, argv, NULL);
+        }
+        if (!argv)
+                log_oom();
+        for (size_t i = 0; i < r->n_acks; i++)
+                free(r->acks[i].entry);
+        r->n_acks = 0;
+}
+
+static void ack_add(Results *r, Gather *g) {
+        if (r->n_acks == r->cap_acks) {
+                size_t cap = MAX(r->cap_acks * 2, (size_t) 64);
+                Ack *a = reallocarray(r->acks, cap, sizeof(Ack));
+                if (!a)
+                        return (void) log_oom(); /* stays pending; gathered again later */
+                r->acks = a;
+                r->cap_acks = cap;
+        }
+        r->acks[r->n_acks++] = (Ack){ g->queue, TAKE_PTR(g->entry) };
+}
+
 static void gather_done(Results *r) {
         if (--r->gathering > 0)
                 return;
+        acks_flush(r);
         if (!r->write_failed) {
                 results_read(r);
                 return;
@@ -231,8 +287,7 @@ static void gather_done(Results *r) {
 static void on_gather_record(RedisConn *c, const redisReply *rec, int error, void *userdata) {
         Gather *g = userdata;
         Results *r = g->results;
-        const QueueKeys *k = r->service->keys[g->queue];
-        _cleanup_free_ char *jk = queue_key_job(k, g->id);
+        _cleanup_free_ char *jk = queue_key_job(r->service->keys[g->queue], g->id);
         json_t *status = NULL;
         size_t out_len = 0, err_len = 0;
         char ol[24], el[24];
@@ -256,15 +311,22 @@ static void on_gather_record(RedisConn *c, const redisReply *rec, int error, voi
                 (void) record_get(rec, "err", &err_len);
                 snprintf(ol, sizeof(ol), "%zu", out_len);
                 snprintf(el, sizeof(el), "%zu", err_len);
-                /* Once on disk, the outputs leave Redis; their sizes stay for the status. */
-                (void) redis_command_argv(c, NULL, NULL, 8,
-                        (const char *[]){ "HSET", jk, "gathered", "1", "out_len", ol, "err_len", el }, NULL);
-                (void) redis_command_argv(c, NULL, NULL, 4, (const char *[]){ "HDEL", jk, "out", "err" }, NULL);
+                /* Once on disk, the outputs leave Redis; their sizes stay for the status. Empty
+                 * ones may stay: they cost nothing and say the same. */
+                if (out_len + err_len == 0)
+                        (void) redis_command_argv(c, NULL, NULL, 4,
+                                (const char *[]){ "HSET", jk, "gathered", "1" }, NULL);
+                else {
+                        (void) redis_command_argv(c, NULL, NULL, 8,
+                                (const char *[]){ "HSET", jk, "gathered", "1", "out_len", ol, "err_len", el }, NULL);
+                        (void) redis_command_argv(c, NULL, NULL, 4,
+                                (const char *[]){ "HDEL", jk, "out", "err" }, NULL);
+                }
         }
-        (void) redis_command_argv(c, NULL, NULL, 4, (const char *[]){ "XACK", k->done, "gatherer", g->entry }, NULL);
+        ack_add(r, g);
         r->gathered++;
         waiters_wake(r, g->id, false);
-        if (g->batch)
+        if (g->batch_done)
                 waiters_wake(r, g->batch, true);
 out:
         json_decref(status);
@@ -276,6 +338,7 @@ static int gather_entry(Results *r, size_t qi, const redisReply *entry) {
         const redisReply *fields = redis_reply_element(entry, 1);
         const char *eid = redis_reply_string(redis_reply_element(entry, 0), NULL);
         const char *id = record_get(fields, "id", NULL), *batch = record_get(fields, "batch", NULL);
+        const char *left = record_get(fields, "left", NULL);
         _cleanup_free_ char *jk = NULL;
         Gather *g;
 
@@ -284,7 +347,9 @@ static int gather_entry(Results *r, size_t qi, const redisReply *entry) {
         g = calloc(1, sizeof(Gather));
         if (!g)
                 return -ENOMEM;
-        *g = (Gather){ r, qi, strdup(eid), strdup(id), batch ? strdup(batch) : NULL };
+        /* Entries without `left` (written by older workers) wake the batch's waiters each. */
+        *g = (Gather){ r, qi, strdup(eid), strdup(id), batch ? strdup(batch) : NULL,
+                       batch && (!left || streq(left, "0")) };
         jk = queue_key_job(r->service->keys[qi], id);
         if (!g->entry || !g->id || (batch && !g->batch) || !jk ||
             redis_command_argv(r->service->redis, on_gather_record, g, 2,
@@ -985,6 +1050,11 @@ int results_new(sd_event *e, TasadConfig *config, Results **ret) {
                 return k;
         r->service->state_hook = on_service_state;
         r->service->state_userdata = r;
+        r->queue_dirs = calloc(MAX(r->service->queues->n_queues, (size_t) 1), sizeof(int));
+        if (!r->queue_dirs)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->service->queues->n_queues; i++)
+                r->queue_dirs[i] = -EBADF;
         /* Stable across restarts, so entries pending from a previous run are ours again. */
         (void) gethostname(host, sizeof(host) - 1);
         r->consumer = strdup(host);
@@ -1021,6 +1091,12 @@ Results *results_free(Results *r) {
         }
         r->feed = redis_conn_free(r->feed);
         sd_event_source_disable_unref(r->retry_timer);
+        for (size_t i = 0; r->queue_dirs && i < r->service->queues->n_queues; i++)
+                safe_close(r->queue_dirs[i]);
+        free(r->queue_dirs);
+        for (size_t i = 0; i < r->n_acks; i++)
+                free(r->acks[i].entry);
+        free(r->acks);
         service_free(r->service);
         free(r->consumer);
         free(r);

@@ -24,6 +24,8 @@
 #include "sandbox.h"
 
 #define JOB_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define STATUS_INTERVAL_USEC (100 * USEC_PER_MSEC)
+#define TAKE_FIELDS 6   /* id, attempt, args, payload, timeout, redeliveries (take.lua) */
 
 typedef enum WorkerJobState {
         WJ_STARTING,    /* taken with BLMOVE, start script in flight */
@@ -44,6 +46,7 @@ struct WorkerJob {
         bool lost;        /* lease lost: the result is discarded */
         bool release;     /* interrupted by the drain timeout: give back, not finish */
         bool inflight;    /* finish/release script sent, no answer yet */
+        unsigned take;    /* jobs the finish in flight takes beyond this job's own slot */
         char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
         LogJob log;
 };
@@ -61,11 +64,17 @@ struct Worker {
         RedisConn *cmd, *block;
         WorkerJob *jobs;
         unsigned n_jobs;
-        bool fetching, draining, paused, ready_sent, redis_down, leaving, started;
+        unsigned reserved;         /* slots promised to takes in flight (beyond finishing jobs) */
+        unsigned take_n;           /* what the take in flight asked for */
+        bool fetching;             /* BLMOVE in flight (it holds one slot) */
+        bool taking;               /* take in flight */
+        bool ready_empty;          /* the last take found fewer jobs than asked: wait in BLMOVE */
+        bool draining, paused, ready_sent, redis_down, leaving, started;
         HttpServer *control;       /* the control socket */
         time_t down_since;
         uint64_t last_renew_ok, renew_usec, n_done, n_failed;
-        sd_event_source *renew_timer, *drain_timer, *status_event;
+        sd_event_source *renew_timer, *drain_timer, *status_timer;
+        uint64_t status_last;      /* when STATUS= was last sent (CLOCK_MONOTONIC) */
         int devnull_fd;
 };
 
@@ -73,6 +82,7 @@ static void worker_fetch(Worker *w);
 static int worker_block_conn(Worker *w);
 static void worker_check_drained(Worker *w);
 static void job_send_result(WorkerJob *j);
+static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked);
 
 static uint64_t mono_usec(Worker *w) {
         uint64_t t = 0;
@@ -80,9 +90,33 @@ static uint64_t mono_usec(Worker *w) {
         return t;
 }
 
+static uint64_t realtime_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+/* --- slots ----------------------------------------------------------------------------------
+ * A slot is held by every job (starting, running, or finishing: its result not yet recorded),
+ * by a BLMOVE in flight and by every job a take in flight may bring. A finish takes the next
+ * jobs in the same script (one round trip from one job to the next); a worker with free slots
+ * and jobs in the queue takes them with `take`; only when the queue was found empty does it
+ * wait in BLMOVE, which brings one job, started with `start`. */
+
+static bool worker_may_take(const Worker *w) {
+        return !w->draining && !w->paused && redis_conn_is_up(w->cmd);
+}
+
+static unsigned worker_free_slots(const Worker *w) {
+        uint64_t used = (uint64_t) w->n_jobs + w->reserved + w->fetching;
+
+        return used >= w->queue->concurrency ? 0 : (unsigned) (w->queue->concurrency - used);
+}
+
 /* --- STATUS= ----------------------------------------------------------------------------- */
 
-static int on_status(sd_event_source *s, void *userdata) {
+static int on_status(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
         unsigned running = 0;
         char redis[64] = "", since[16];
@@ -96,12 +130,21 @@ static int on_status(sd_event_source *s, void *userdata) {
         sd_notifyf(false, "STATUS=%s: %s%s%u/%u running, %" PRIu64 " done, %" PRIu64 " failed",
                    w->name, w->draining ? "draining, " : w->paused ? "paused, " : "", redis, running,
                    w->queue->concurrency, w->n_done, w->n_failed);
+        w->status_last = usec;
         return 0;
 }
 
+/* STATUS= says what changed at once, but at most every STATUS_INTERVAL_USEC: at thousands of
+ * jobs a second, a message per job would cost more than the jobs' own bookkeeping. */
 static void status_changed(Worker *w) {
-        if (w->status_event)
-                (void) sd_event_source_set_enabled(w->status_event, SD_EVENT_ONESHOT);
+        int enabled = SD_EVENT_OFF;
+
+        if (!w->status_timer ||
+            sd_event_source_get_enabled(w->status_timer, &enabled) < 0 || enabled != SD_EVENT_OFF)
+                return;
+        (void) sd_event_source_set_time(w->status_timer,
+                                        MAX(mono_usec(w), w->status_last + STATUS_INTERVAL_USEC));
+        (void) sd_event_source_set_enabled(w->status_timer, SD_EVENT_ONESHOT);
 }
 
 /* --- job bookkeeping --------------------------------------------------------------------- */
@@ -148,9 +191,13 @@ static int job_workdir_make(WorkerJob *j) {
                 return -ENOMEM;
         }
         name = workdir_name(j);
-        (void) rm_rf_at(w->work_dirfd, name); /* left over by a crashed worker */
-        if (mkdirat(w->work_dirfd, name, 0700) < 0)
-                return -errno;
+        if (mkdirat(w->work_dirfd, name, 0700) < 0) {
+                if (errno != EEXIST)
+                        return -errno;
+                (void) rm_rf_at(w->work_dirfd, name); /* left over by a crashed worker */
+                if (mkdirat(w->work_dirfd, name, 0700) < 0)
+                        return -errno;
+        }
         sandbox_job_user(w->sandbox, &uid, &gid);
         if ((uid != geteuid() || gid != getegid()) &&
             fchownat(w->work_dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
@@ -170,7 +217,8 @@ static void job_workdir_remove(WorkerJob *j) {
         j->workdir = mfree(j->workdir);
 }
 
-static void job_free(WorkerJob *j) {
+/* Forgets the job without looking for the next one (the caller does). */
+static void job_drop(WorkerJob *j) {
         Worker *w = j->worker;
 
         if (j->prev)
@@ -187,6 +235,12 @@ static void job_free(WorkerJob *j) {
         free(j->key);
         free(j);
         status_changed(w);
+}
+
+static void job_free(WorkerJob *j) {
+        Worker *w = j->worker;
+
+        job_drop(j);
         worker_fetch(w);
         worker_check_drained(w);
 }
@@ -196,9 +250,12 @@ static void job_free(WorkerJob *j) {
 static void on_result_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         WorkerJob *j = userdata;
         Worker *w = j->worker;
+        unsigned asked = j->take;
         const char *state;
 
         j->inflight = false;
+        j->take = 0;
+        w->reserved -= asked > 0 ? asked - 1 : 0;
         if (error < 0) {
                 /* Kept; sent again on reconnect or at the next renewal tick. A refusal by Redis
                  * itself (not a lost connection) is worth a warning. */
@@ -227,7 +284,10 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
                         j->result->detail ? ", " : "", j->result->detail ? j->result->detail : "",
                         state ? state : "?");
         }
-        job_free(j);
+        /* The slot is free; the jobs taken in the same step start in it (and in the others
+         * reserved for them). */
+        job_drop(j);
+        worker_take_reply(w, redis_reply_element(reply, 2), asked);
 }
 
 static int job_send_release(WorkerJob *j) {
@@ -243,10 +303,12 @@ static int job_send_finish(WorkerJob *j) {
         Worker *w = j->worker;
         const QueueConfig *q = w->queue;
         const JobResult *r = j->result;
-        char ec[16], wall[24], cpu[24], rss[24], retries[16], backoff[24], bmax[24], ret[24];
-        const char *argv[25];
-        size_t len[25];
-        int n = 0;
+        char ec[16], wall[24], cpu[24], rss[24], retries[16], backoff[24], bmax[24], ret[24],
+             started[24] = "", take[16], lease[24], now[24];
+        unsigned n_take = worker_may_take(w) ? 1 + worker_free_slots(w) : 0;
+        const char *argv[32];
+        size_t len[32];
+        int n = 0, k;
 
         snprintf(ec, sizeof(ec), "%d", r->exit_code);
         snprintf(wall, sizeof(wall), "%" PRIu64, r->wall_usec);
@@ -256,19 +318,30 @@ static int job_send_finish(WorkerJob *j) {
         snprintf(backoff, sizeof(backoff), "%" PRIu64, q->backoff_usec / USEC_PER_MSEC);
         snprintf(bmax, sizeof(bmax), "%" PRIu64, q->backoff_max_usec / USEC_PER_MSEC);
         snprintf(ret, sizeof(ret), "%" PRIu64, tasad_config_retention_sec(w->config));
+        if (r->started_usec > 0)
+                snprintf(started, sizeof(started), "%" PRIu64, r->started_usec);
+        snprintf(take, sizeof(take), "%u", n_take);
+        snprintf(lease, sizeof(lease), "%" PRIu64, q->lease_usec / USEC_PER_MSEC);
+        snprintf(now, sizeof(now), "%" PRIu64, realtime_usec());
 #define ARG(s, l) (argv[n] = (s), len[n++] = (l))
 #define STR(s) ARG((s), strlen(s))
         STR(j->key); STR(w->keys->leases); STR(w->keys->delayed); STR(w->keys->dead);
-        STR(w->keys->done); STR(w->keys->stats);
+        STR(w->keys->done); STR(w->keys->stats); STR(w->keys->ready); STR(w->keys->workers);
         STR(j->id); STR(w->id); STR(j->attempt); STR(r->outcome); STR(ec);
         STR(r->detail ? r->detail : "");
         ARG(r->out ? (const char *) r->out : "", r->out_len); STR(r->out_truncated ? "1" : "0");
         ARG(r->err ? (const char *) r->err : "", r->err_len); STR(r->err_truncated ? "1" : "0");
         STR(wall); STR(cpu); STR(rss); STR(outcome_is_retryable(r->outcome) ? "1" : "0");
         STR(retries); STR(backoff); STR(bmax); STR(ret); STR(w->keys->batch_prefix);
+        STR(started); STR(take); STR(w->keys->job_prefix); STR(lease); STR(now);
 #undef STR
 #undef ARG
-        return redis_script(w->cmd, SCRIPT_FINISH, on_result_reply, j, 6, n, argv, len);
+        k = redis_script(w->cmd, SCRIPT_FINISH, on_result_reply, j, 8, n, argv, len);
+        if (k >= 0 && n_take > 0) {
+                j->take = n_take;
+                w->reserved += n_take - 1;
+        }
+        return k;
 }
 
 static void job_send_result(WorkerJob *j) {
@@ -341,15 +414,16 @@ static void job_fail_early(WorkerJob *j, const char *outcome, int exit_code, con
         job_send_result(j);
 }
 
-static void job_launch(WorkerJob *j, const redisReply *reply) {
+/* Starts the job whose args, payload and timeout are elements i, i+1 and i+2 of reply. */
+static void job_launch(WorkerJob *j, const redisReply *reply, size_t i) {
         Worker *w = j->worker;
         const QueueConfig *q = w->queue;
         _cleanup_strv_free_ char **args = NULL, **argv = NULL, **env = NULL;
         _cleanup_free_ char *error = NULL, *detail = NULL;
         size_t n_args = 0, args_len = 0, payload_len = 0, t_len = 0;
-        const char *a = redis_reply_string(redis_reply_element(reply, 2), &args_len);
-        const char *payload = redis_reply_string(redis_reply_element(reply, 3), &payload_len);
-        const char *t = redis_reply_string(redis_reply_element(reply, 4), &t_len);
+        const char *a = redis_reply_string(redis_reply_element(reply, i), &args_len);
+        const char *payload = redis_reply_string(redis_reply_element(reply, i + 1), &payload_len);
+        const char *t = redis_reply_string(redis_reply_element(reply, i + 2), &t_len);
         uint64_t timeout = q->timeout_usec, job_timeout;
         const char *step = NULL;
         int r;
@@ -391,6 +465,16 @@ static void job_launch(WorkerJob *j, const redisReply *reply) {
         status_changed(w);
 }
 
+/* The attempt the script leased is element i of reply, its args, payload and timeout follow. */
+static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
+        long long attempt = 0;
+
+        (void) redis_reply_integer(redis_reply_element(reply, i), &attempt);
+        snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
+        j->log.attempt = (unsigned) attempt;
+        job_launch(j, reply, i + 1);
+}
+
 static void on_start_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         WorkerJob *j = userdata;
         const char *verdict;
@@ -410,9 +494,7 @@ static void on_start_reply(RedisConn *c, const redisReply *reply, int error, voi
                 job_free(j);
                 return;
         }
-        snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
-        j->log.attempt = (unsigned) attempt;
-        job_launch(j, reply);
+        job_start_attempt(j, reply, 1);
 }
 
 static int job_send_start(WorkerJob *j) {
@@ -440,6 +522,7 @@ static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, vo
 
         w->fetching = false;
         if (error >= 0 && id) {
+                w->ready_empty = false; /* the queue has jobs again: take the next ones */
                 j = job_new(w, id);
                 if (!j)
                         log_oom();
@@ -449,11 +532,119 @@ static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, vo
         worker_fetch(w);
 }
 
-/* Takes the next job when a slot is free: one blocking BLMOVE at a time on its own connection. */
+/* Jobs a take brought while we were pausing or draining go back to the queue at once, without
+ * counting an attempt (as release does for the jobs a drain interrupts). */
+static void worker_give_back(Worker *w, const redisReply *list) {
+        size_t n = list->elements / TAKE_FIELDS, k = 0;
+        _cleanup_free_ const char **argv = calloc(6 + 3 * n, sizeof(char *));
+        _cleanup_strv_free_ char **keys = calloc(n + 1, sizeof(char *));
+        char (*attempts)[24] = NULL;
+
+        attempts = calloc(n, sizeof(*attempts));
+        if (!argv || !keys || !attempts) {
+                free(attempts);
+                return (void) log_oom();
+        }
+        argv[k++] = w->proc_key;
+        argv[k++] = w->keys->ready;
+        argv[k++] = w->keys->leases;
+        argv[k++] = w->keys->workers;
+        for (size_t i = 0; i < n; i++) {
+                keys[i] = queue_key_job(w->keys, list->element[i * TAKE_FIELDS]->str);
+                if (!keys[i]) {
+                        free(attempts);
+                        return (void) log_oom();
+                }
+                argv[k++] = keys[i];
+        }
+        argv[k++] = w->id;
+        argv[k++] = "0";
+        for (size_t i = 0; i < n; i++) {
+                long long a = 0;
+
+                (void) redis_reply_integer(list->element[i * TAKE_FIELDS + 1], &a);
+                snprintf(attempts[i], sizeof(attempts[i]), "%lld", a);
+                argv[k++] = list->element[i * TAKE_FIELDS]->str;
+                argv[k++] = attempts[i];
+        }
+        (void) redis_script(w->cmd, SCRIPT_RELEASE, NULL, NULL, (int) (4 + n), (int) k, argv, NULL);
+        free(attempts);
+}
+
+/* The jobs a take (or a finish) brought: `asked` jobs were asked for (0: none). */
+static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked) {
+        size_t got = list && list->type == REDIS_REPLY_ARRAY ? list->elements / TAKE_FIELDS : 0;
+
+        if (asked > 0)
+                w->ready_empty = got < asked;
+        for (size_t i = 0; i < got; i++)
+                if (!redis_reply_string(list->element[i * TAKE_FIELDS], NULL))
+                        got = 0; /* malformed: nothing of it is trusted (its leases expire) */
+        if (got > 0 && (w->draining || w->paused))
+                worker_give_back(w, list);
+        else
+                for (size_t i = 0; i < got; i++) {
+                        WorkerJob *j = job_new(w, list->element[i * TAKE_FIELDS]->str);
+
+                        if (!j) { /* its lease expires and the scheduler requeues it */
+                                log_oom();
+                                continue;
+                        }
+                        job_start_attempt(j, list, i * TAKE_FIELDS + 1);
+                }
+        worker_fetch(w);
+        worker_check_drained(w);
+}
+
+static void on_take_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Worker *w = userdata;
+        unsigned asked = w->take_n;
+
+        w->taking = false;
+        w->reserved -= asked;
+        w->take_n = 0;
+        if (error < 0) {
+                /* Jobs it may have leased before the connection broke return when their leases
+                 * expire. Wait in BLMOVE rather than retry at once. */
+                log_debug_errno(error, "Taking jobs failed: %m");
+                w->ready_empty = true;
+                reply = NULL;
+        }
+        worker_take_reply(w, reply, asked);
+}
+
+static int worker_send_take(Worker *w, unsigned n) {
+        char lease[24], started[24], retention[24], count[16];
+        const char *argv[] = { w->keys->ready, w->keys->leases, w->keys->workers, w->keys->done,
+                               w->keys->stats, w->id, lease, started, retention,
+                               w->keys->batch_prefix, w->keys->job_prefix, count };
+        int r;
+
+        snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
+        snprintf(started, sizeof(started), "%" PRIu64, realtime_usec());
+        snprintf(retention, sizeof(retention), "%" PRIu64, tasad_config_retention_sec(w->config));
+        snprintf(count, sizeof(count), "%u", n);
+        r = redis_script(w->cmd, SCRIPT_TAKE, on_take_reply, w, 5, ELEMENTSOF(argv), argv, NULL);
+        if (r >= 0) {
+                w->taking = true;
+                w->take_n = n;
+                w->reserved += n;
+        }
+        return r;
+}
+
+/* Fills free slots: with take while the queue has jobs, else one blocking BLMOVE at a time on
+ * its own connection. */
 static void worker_fetch(Worker *w) {
-        if (w->fetching || w->draining || w->paused || !w->block ||
-            w->n_jobs >= w->queue->concurrency ||
-            !redis_conn_is_up(w->block) || !redis_conn_is_up(w->cmd))
+        unsigned n;
+
+        if (!worker_may_take(w) || w->taking || (n = worker_free_slots(w)) == 0)
+                return;
+        if (!w->ready_empty) {
+                (void) worker_send_take(w, n);
+                return;
+        }
+        if (w->fetching || !w->block || !redis_conn_is_up(w->block))
                 return;
         if (redis_command_argv(w->block, on_blmove_reply, w, 6,
                                (const char *[]){ "BLMOVE", w->keys->ready, w->proc_key, "RIGHT",
@@ -608,7 +799,7 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
 /* --- drain (SIGTERM) and reload (SIGHUP) ---------------------------------------------------- */
 
 static void worker_check_drained(Worker *w) {
-        if (!w->draining || w->n_jobs > 0 || w->leaving)
+        if (!w->draining || w->n_jobs > 0 || w->taking || w->leaving)
                 return;
         w->leaving = true;
         if (worker_release_proc(w, true) < 0)
@@ -825,7 +1016,8 @@ static int worker_add_sources(Worker *w) {
         r = sd_event_add_time_relative(w->event, &w->renew_timer, CLOCK_MONOTONIC, w->renew_usec,
                                        USEC_PER_MSEC, on_renew_timer, w);
         if (r >= 0)
-                r = sd_event_add_defer(w->event, &w->status_event, on_status, w);
+                r = sd_event_add_time(w->event, &w->status_timer, CLOCK_MONOTONIC, 0, 0,
+                                      on_status, w);
         if (r >= 0)
                 r = sd_event_add_signal(w->event, NULL, SIGTERM, on_sigterm, w);
         if (r >= 0)
@@ -923,7 +1115,7 @@ Worker *worker_free(Worker *w) {
         w->block = redis_conn_free(w->block);
         sd_event_source_disable_unref(w->renew_timer);
         sd_event_source_disable_unref(w->drain_timer);
-        sd_event_source_disable_unref(w->status_event);
+        sd_event_source_disable_unref(w->status_timer);
         queue_keys_free(w->keys);
         queue_config_free(w->queue);
         sandbox_free(w->sandbox);

@@ -16,9 +16,49 @@ local function finalize(jk, id, state, batch, batch_prefix, done, stats, retenti
     local bk = batch_prefix .. batch
     redis.call('HINCRBY', bk, state, 1)
     redis.call('EXPIRE', bk, retention)
-    redis.call('XADD', done, 'MAXLEN', '~', 1000000, '*', 'id', id, 'state', state, 'batch', batch)
+    -- left: the batch's unfinished jobs, so that only the last one wakes those waiting for it.
+    local c = redis.call('HMGET', bk, 'total', 'done', 'failed', 'cancelled')
+    local left = (tonumber(c[1]) or 0) - (tonumber(c[2]) or 0) - (tonumber(c[3]) or 0)
+      - (tonumber(c[4]) or 0)
+    redis.call('XADD', done, 'MAXLEN', '~', 1000000, '*', 'id', id, 'state', state, 'batch', batch,
+      'left', math.max(left, 0))
   else
     redis.call('XADD', done, 'MAXLEN', '~', 1000000, '*', 'id', id, 'state', state)
   end
   redis.call('EXPIRE', jk, retention)
+end
+
+-- Takes up to n ready jobs for a worker and leases them (what BLMOVE + start do for one job,
+-- in one step, so the worker needs no proc list for them). A cancel asked while a job ran that
+-- outlived its attempt ends it here, as in start. Returns a flat list of
+-- id, attempt, args, payload, timeout_us, redeliveries per job taken.
+local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, started,
+                         retention, batch_prefix, job_prefix, n, now)
+  local out = {}
+  local exp = now + tonumber(lease_ms)
+  local taken = 0
+  while taken < n do
+    local id = redis.call('RPOP', ready)
+    if not id then break end
+    local jk = job_prefix .. id
+    local f = redis.call('HMGET', jk, 'state', 'cancel', 'batch')
+    if f[1] == 'queued' and f[2] == '1' then
+      redis.call('HSET', jk, 'outcome', 'cancelled', 'finished', now)
+      finalize(jk, id, 'cancelled', f[3], batch_prefix, done, stats, retention)
+    elseif f[1] == 'queued' then
+      local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+      redis.call('HSET', jk, 'state', 'running', 'worker', worker, 'started', started)
+      redis.call('ZADD', leases, exp, id)
+      local j = redis.call('HMGET', jk, 'args', 'payload', 'timeout', 'redeliveries')
+      out[#out + 1] = id
+      out[#out + 1] = attempt
+      out[#out + 1] = j[1] or ''
+      out[#out + 1] = j[2] or ''
+      out[#out + 1] = j[3] or ''
+      out[#out + 1] = j[4] or '0'
+      taken = taken + 1
+    end
+  end
+  if taken > 0 then redis.call('ZADD', workers, exp, worker) end
+  return out
 end

@@ -363,10 +363,10 @@ static void run(const char *worker, const char *id, const char *attempt) {
 static redisReply *finish_full(const char *id, const char *worker, const char *attempt,
                                const char *outcome, const char *exit_code, const char *retryable,
                                const char *retries, const char *backoff, const char *bmax) {
-        return SCRIPT(SCRIPT_FINISH, 6, jkey(id), k->leases, k->delayed, k->dead, k->done,
-                      k->stats, id, worker, attempt, outcome, exit_code, "", "out\n", "0", "",
-                      "0", "1500", "1200", "2048", retryable, retries, backoff, bmax, RETENTION,
-                      k->batch_prefix);
+        return SCRIPT(SCRIPT_FINISH, 8, jkey(id), k->leases, k->delayed, k->dead, k->done,
+                      k->stats, k->ready, k->workers, id, worker, attempt, outcome, exit_code, "",
+                      "out\n", "0", "", "0", "1500", "1200", "2048", retryable, retries, backoff,
+                      bmax, RETENTION, k->batch_prefix, "", "0", k->job_prefix, LEASE, STARTED);
 }
 
 static redisReply *finish(const char *id, const char *worker, const char *attempt,
@@ -374,6 +374,22 @@ static redisReply *finish(const char *id, const char *worker, const char *attemp
         return finish_full(id, worker, attempt, outcome,
                            strncmp(outcome, "exit:", 5) == 0 ? outcome + 5 : "-1", "1", "3",
                            "1000", "60000");
+}
+
+/* What a worker with n free slots and no BLMOVE does (take.lua). */
+static redisReply *take_script(const char *worker, const char *n) {
+        return SCRIPT(SCRIPT_TAKE, 5, k->ready, k->leases, k->workers, k->done, k->stats, worker,
+                      LEASE, STARTED, RETENTION, k->batch_prefix, k->job_prefix, n);
+}
+
+/* A successful attempt recorded with its spawn time, taking n jobs in the same step. */
+static redisReply *finish_take(const char *id, const char *worker, const char *attempt,
+                               const char *n) {
+        return SCRIPT(SCRIPT_FINISH, 8, jkey(id), k->leases, k->delayed, k->dead, k->done,
+                      k->stats, k->ready, k->workers, id, worker, attempt, "exit:0", "0", "", "",
+                      "0", "", "0", "1500", "1200", "2048", "0", "0", "1000", "60000", RETENTION,
+                      k->batch_prefix, "1700000000000123", n, k->job_prefix, LEASE,
+                      "1700000000000999");
 }
 
 static redisReply *cancel(const char *id) {
@@ -663,7 +679,7 @@ START_TEST(test_finish_done) {
         /* The batch's TTL is renewed by every job that ends. */
         CMD_OK("EXPIRE", bkey("b1"), "100");
         t0 = redis_now();
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0,[]]");
         t1 = redis_now();
         ck_assert_str_eq(hash_masked(jkey("j1"), TIMES),
                          "args=4:echo,5:hello, attempt=1 batch=b1 cpu_us=1200 created=* detail= "
@@ -674,7 +690,7 @@ START_TEST(test_finish_done) {
         ck_assert_int_eq(zscore(k->leases, "j1"), -1);
         ck_assert_str_eq(hash(k->stats), "done=1");
         ck_assert_int_eq(CMD_INT("XLEN", k->done), 1);
-        ck_assert_str_eq(stream(k->done), "id=j1 state=done batch=b1");
+        ck_assert_str_eq(stream(k->done), "id=j1 state=done batch=b1 left=0");
         ck_assert_str_eq(hash(bkey("b1")), "done=1 total=1");
         ck_assert_retention(jkey("j1"));
         ck_assert_retention(bkey("b1"));
@@ -686,7 +702,7 @@ END_TEST
 START_TEST(test_finish_done_no_batch) {
         submit("j1", "");
         run(W1, "j1", "1");
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0,[]]");
         ck_assert_str_eq(stream(k->done), "id=j1 state=done");
         ck_assert_str_eq(keys(), "tasad:{q}:done tasad:{q}:job:j1 tasad:{q}:stats "
                                  "tasad:{q}:workers");
@@ -701,18 +717,18 @@ START_TEST(test_finish_stale) {
         run(W1, "j1", "1");
         before = hash(jkey("j1"));
         lease = zscore(k->leases, "j1");
-        ck_assert_str_eq(rendered(finish("j1", W2, "1", "exit:0")), "[\"stale\",0]");
-        ck_assert_str_eq(rendered(finish("j1", W1, "2", "exit:0")), "[\"stale\",0]");
-        ck_assert_str_eq(rendered(finish("nope", W1, "1", "exit:0")), "[\"stale\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W2, "1", "exit:0")), "[\"stale\",0,[]]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "2", "exit:0")), "[\"stale\",0,[]]");
+        ck_assert_str_eq(rendered(finish("nope", W1, "1", "exit:0")), "[\"stale\",0,[]]");
         ck_assert_str_eq(hash(jkey("j1")), before);
         ck_assert_int_eq(zscore(k->leases, "j1"), lease);
         ck_assert_int_eq(CMD_INT("EXISTS", k->done), 0);
         ck_assert_int_eq(CMD_INT("EXISTS", k->stats), 0);
         ck_assert_int_eq(CMD_INT("EXISTS", jkey("nope")), 0);
         /* Finished once: a second result is stale too. */
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0,[]]");
         before = hash(jkey("j1"));
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:1")), "[\"stale\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:1")), "[\"stale\",0,[]]");
         ck_assert_str_eq(hash(jkey("j1")), before);
         ck_assert_str_eq(hash(k->stats), "done=1");
         ck_assert_int_eq(CMD_INT("XLEN", k->done), 1);
@@ -730,7 +746,7 @@ START_TEST(test_finish_retry_backoff) {
                 snprintf(attempt, sizeof(attempt), "%zu", i + 1);
                 run(W1, "j1", attempt);
                 t0 = redis_now();
-                snprintf(expect, sizeof(expect), "[\"delayed\",%lld]", delays[i]);
+                snprintf(expect, sizeof(expect), "[\"delayed\",%lld,[]]", delays[i]);
                 ck_assert_str_eq(rendered(finish_full("j1", W1, attempt, "exit:3", "3", "1", "3",
                                                       "1000", "3000")),
                                  expect);
@@ -752,7 +768,7 @@ START_TEST(test_finish_retry_backoff) {
         t0 = redis_now();
         ck_assert_str_eq(rendered(finish_full("j1", W1, "4", "exit:3", "3", "1", "3", "1000",
                                               "3000")),
-                         "[\"failed\",0]");
+                         "[\"failed\",0,[]]");
         t1 = redis_now();
         ck_assert_str_eq(hash_masked(jkey("j1"), TIMES),
                          "args=4:echo,5:hello, attempt=4 batch=b1 cpu_us=1200 created=* detail= "
@@ -762,7 +778,7 @@ START_TEST(test_finish_retry_backoff) {
         ck_assert_between(zscore(k->dead, "j1"), t0, t1);
         ck_assert_int_eq(CMD_INT("EXISTS", k->delayed), 0);
         ck_assert_str_eq(hash(k->stats), "failed=1");
-        ck_assert_str_eq(stream(k->done), "id=j1 state=failed batch=b1");
+        ck_assert_str_eq(stream(k->done), "id=j1 state=failed batch=b1 left=0");
         ck_assert_str_eq(hash(bkey("b1")), "failed=1 total=1");
         ck_assert_retention(jkey("j1"));
 }
@@ -775,7 +791,7 @@ START_TEST(test_finish_backoff_large) {
         CMD_OK("HSET", jkey("j1"), "failures", "60");
         ck_assert_str_eq(rendered(finish_full("j1", W1, "1", "timeout", "-1", "1", "100", "1500",
                                               "3600000")),
-                         "[\"delayed\",3600000]");
+                         "[\"delayed\",3600000,[]]");
         ck_assert_int_eq(hget_ll(jkey("j1"), "failures"), 61);
 }
 END_TEST
@@ -788,7 +804,7 @@ START_TEST(test_finish_not_retryable) {
         t0 = redis_now();
         ck_assert_str_eq(rendered(finish_full("j1", W1, "1", "invalid", "-1", "0", "3", "1000",
                                               "60000")),
-                         "[\"failed\",0]");
+                         "[\"failed\",0,[]]");
         t1 = redis_now();
         ck_assert_str_eq(hget(jkey("j1"), "state"), "failed");
         ck_assert_int_eq(hget_ll(jkey("j1"), "failures"), 1);
@@ -805,7 +821,7 @@ START_TEST(test_finish_no_retries) {
         run(W1, "j1", "1");
         ck_assert_str_eq(rendered(finish_full("j1", W1, "1", "exit:1", "1", "1", "0", "1000",
                                               "60000")),
-                         "[\"failed\",0]");
+                         "[\"failed\",0,[]]");
         ck_assert_int_ge(zscore(k->dead, "j1"), 0);
 }
 END_TEST
@@ -814,7 +830,7 @@ START_TEST(test_finish_cancel_flag) {
         submit("j1", "b1");
         run(W1, "j1", "1");
         ck_assert_str_eq(rendered(cancel("j1")), "[\"cancelling\"]");
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "signal:SIGTERM")), "[\"cancelled\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "signal:SIGTERM")), "[\"cancelled\",0,[]]");
         ck_assert_str_eq(hash_masked(jkey("j1"), TIMES),
                          "args=4:echo,5:hello, attempt=1 batch=b1 cancel=1 cpu_us=1200 "
                          "created=* detail= err= err_truncated=0 exit_code=-1 finished=* "
@@ -825,7 +841,7 @@ START_TEST(test_finish_cancel_flag) {
         ck_assert_int_eq(CMD_INT("EXISTS", k->dead), 0);
         ck_assert_int_eq(CMD_INT("EXISTS", k->delayed), 0);
         ck_assert_str_eq(hash(k->stats), "cancelled=1");
-        ck_assert_str_eq(stream(k->done), "id=j1 state=cancelled batch=b1");
+        ck_assert_str_eq(stream(k->done), "id=j1 state=cancelled batch=b1 left=0");
         ck_assert_str_eq(hash(bkey("b1")), "cancelled=1 total=1");
         ck_assert_retention(jkey("j1"));
 }
@@ -834,7 +850,7 @@ END_TEST
 START_TEST(test_finish_outcome_cancelled) {
         submit("j1", "");
         run(W1, "j1", "1");
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "cancelled")), "[\"cancelled\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "cancelled")), "[\"cancelled\",0,[]]");
         ck_assert_int_eq(CMD_INT("HEXISTS", jkey("j1"), "failures"), 0);
         ck_assert_str_eq(hash(k->stats), "cancelled=1");
 }
@@ -845,7 +861,7 @@ START_TEST(test_finish_done_despite_cancel) {
         submit("j1", "");
         run(W1, "j1", "1");
         ck_assert_str_eq(rendered(cancel("j1")), "[\"cancelling\"]");
-        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0]");
+        ck_assert_str_eq(rendered(finish("j1", W1, "1", "exit:0")), "[\"done\",0,[]]");
         ck_assert_str_eq(hash(k->stats), "done=1");
 }
 END_TEST
@@ -957,7 +973,7 @@ START_TEST(test_reap_expired_lease) {
         ck_assert_between(zscore(k->dead, "j1"), t0, t1);
         ck_assert_str_eq(list(k->ready), "x");
         ck_assert_str_eq(hash(k->stats), "failed=1");
-        ck_assert_str_eq(stream(k->done), "id=j1 state=failed batch=b1");
+        ck_assert_str_eq(stream(k->done), "id=j1 state=failed batch=b1 left=0");
         ck_assert_str_eq(hash(bkey("b1")), "failed=1 total=1");
         ck_assert_retention(jkey("j1"));
 }
@@ -1064,7 +1080,7 @@ START_TEST(test_cancel_queued) {
                          "state=cancelled v=1");
         ck_assert_between(hget_ll(jkey("c1"), "finished"), t0, t1);
         ck_assert_str_eq(hash(k->stats), "cancelled=1");
-        ck_assert_str_eq(stream(k->done), "id=c1 state=cancelled batch=b1");
+        ck_assert_str_eq(stream(k->done), "id=c1 state=cancelled batch=b1 left=0");
         ck_assert_str_eq(hash(bkey("b1")), "cancelled=1 total=1");
         ck_assert_retention(jkey("c1"));
         ck_assert_retention(bkey("b1"));
@@ -1102,7 +1118,7 @@ END_TEST
 START_TEST(test_cancel_final_and_missing) {
         submit("c1", "");
         run(W1, "c1", "1");
-        ck_assert_str_eq(rendered(finish("c1", W1, "1", "exit:0")), "[\"done\",0]");
+        ck_assert_str_eq(rendered(finish("c1", W1, "1", "exit:0")), "[\"done\",0,[]]");
         ck_assert_str_eq(rendered(cancel("c1")), "[\"final\",\"done\"]");
         submit("c2", "");
         ck_assert_str_eq(rendered(cancel("c2")), "[\"cancelled\"]");
@@ -1165,7 +1181,7 @@ START_TEST(test_requeue_dead) {
         run(W1, "j1", "1");
         ck_assert_str_eq(rendered(finish_full("j1", W1, "1", "invalid", "-1", "0", "3", "1000",
                                               "60000")),
-                         "[\"failed\",0]");
+                         "[\"failed\",0,[]]");
         CMD_OK("HSET", jkey("j1"), "redeliveries", "2", "cancel", "1");
         submit("x", "");
         ck_assert_str_eq(rendered(requeue("j1")), "[\"queued\"]");
@@ -1198,6 +1214,100 @@ START_TEST(test_requeue_not_dead) {
         ck_assert_str_eq(rendered(requeue("gone")), "[\"notdead\"]");
         ck_assert_int_eq(CMD_INT("EXISTS", k->dead), 0);
         ck_assert_str_eq(list(k->ready), "j1");
+}
+END_TEST
+
+/* --- take, and finish taking the next jobs ---------------------------------------------------- */
+
+START_TEST(test_take_runs) {
+        long long t0, t1, lease;
+
+        submit_full("j1", PAYLOAD, PAYLOAD_LEN, TIMEOUT, "", "[1,\"queued\"]");
+        submit("j2", "");
+        submit("j3", "");
+        t0 = redis_now();
+        /* FIFO: the oldest first; each leased as start does, with no proc list. */
+        ck_assert_str_eq(rendered(take_script(W1, "2")),
+                         "[\"j1\",1,\"4:echo,5:hello,\",\"in\\x00put\",\"5000000\",\"0\","
+                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+        t1 = redis_now();
+        ck_assert_str_eq(hash_masked(jkey("j2"), TIMES),
+                         "args=4:echo,5:hello, attempt=1 created=* started=1700000000000000 "
+                         "state=running v=1 worker=" W1);
+        ck_assert_str_eq(list(k->ready), "j3");
+        ck_assert_int_eq(CMD_INT("EXISTS", pkey(W1)), 0);
+        lease = zscore(k->leases, "j1");
+        ck_assert_between(lease, t0 + 30000, t1 + 30000);
+        ck_assert_int_eq(zscore(k->leases, "j2"), lease);
+        ck_assert_int_eq(zscore(k->workers, W1), lease);
+        /* Fewer than asked: the queue is empty. */
+        ck_assert_str_eq(rendered(take_script(W1, "4")),
+                         "[\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+        ck_assert_int_eq(CMD_INT("EXISTS", k->ready), 0);
+}
+END_TEST
+
+START_TEST(test_take_empty) {
+        ck_assert_str_eq(rendered(take_script(W1, "3")), "[]");
+        /* Taking nothing does not make the worker look alive. */
+        ck_assert_str_eq(keys(), "");
+}
+END_TEST
+
+START_TEST(test_take_skips) {
+        submit("j1", "b1");
+        submit("c1", "b1");
+        CMD_OK("LPUSH", k->ready, "ghost");      /* its record expired */
+        submit("j2", "");
+        /* A cancel asked while c1 ran, which outlived the attempt: it ends when taken. */
+        CMD_OK("HSET", jkey("c1"), "cancel", "1");
+        ck_assert_str_eq(rendered(take_script(W1, "5")),
+                         "[\"j1\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\","
+                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+        ck_assert_str_eq(hget(jkey("c1"), "state"), "cancelled");
+        ck_assert_str_eq(hget(jkey("c1"), "outcome"), "cancelled");
+        ck_assert_int_eq(zscore(k->leases, "c1"), -1);
+        ck_assert_str_eq(stream(k->done), "id=c1 state=cancelled batch=b1 left=1");
+        ck_assert_int_eq(CMD_INT("EXISTS", k->ready), 0);
+}
+END_TEST
+
+START_TEST(test_finish_takes_next) {
+        submit("j1", "b1");
+        submit("j2", "b1");
+        submit("j3", "b1");
+        run(W1, "j1", "1");
+        /* One step: j1's result, and j2 and j3 leased for the freed slots. */
+        ck_assert_str_eq(rendered(finish_take("j1", W1, "1", "2")),
+                         "[\"done\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\","
+                         "\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]]");
+        ck_assert_str_eq(hget(jkey("j1"), "state"), "done");
+        /* The record keeps when the process really started, not when it was taken. */
+        ck_assert_str_eq(hget(jkey("j1"), "started"), "1700000000000123");
+        ck_assert_str_eq(hget(jkey("j2"), "started"), "1700000000000999");
+        ck_assert_str_eq(hget(jkey("j2"), "state"), "running");
+        ck_assert_int_eq(zscore(k->leases, "j1"), -1);
+        ck_assert_int_gt(zscore(k->leases, "j3"), 0);
+        /* The batch's last job says so: only it wakes the batch's waiters. */
+        ck_assert_str_eq(rendered(finish_take("j2", W1, "1", "1")), "[\"done\",0,[]]");
+        ck_assert_str_eq(rendered(finish_take("j3", W1, "1", "0")), "[\"done\",0,[]]");
+        ck_assert_str_eq(stream(k->done), "id=j1 state=done batch=b1 left=2; "
+                         "id=j2 state=done batch=b1 left=1; id=j3 state=done batch=b1 left=0");
+}
+END_TEST
+
+START_TEST(test_finish_stale_still_takes) {
+        const char *before;
+
+        submit("j1", "");
+        run(W1, "j1", "1");
+        before = hash(jkey("j1"));
+        submit("j2", "");
+        /* W2 does not hold j1: nothing of j1 changes, but W2's free slot still gets j2. */
+        ck_assert_str_eq(rendered(finish_take("j1", W2, "1", "1")),
+                         "[\"stale\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]]");
+        ck_assert_str_eq(hash(jkey("j1")), before);
+        ck_assert_str_eq(hget(jkey("j2"), "worker"), W2);
 }
 END_TEST
 
@@ -1243,6 +1353,13 @@ static Suite *scripts_suite(void) {
         tcase_add_test(tc, test_finish_cancel_flag);
         tcase_add_test(tc, test_finish_outcome_cancelled);
         tcase_add_test(tc, test_finish_done_despite_cancel);
+
+        TC("take");
+        tcase_add_test(tc, test_take_runs);
+        tcase_add_test(tc, test_take_empty);
+        tcase_add_test(tc, test_take_skips);
+        tcase_add_test(tc, test_finish_takes_next);
+        tcase_add_test(tc, test_finish_stale_still_takes);
 
         TC("release");
         tcase_add_test(tc, test_release_proc);
