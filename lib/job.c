@@ -546,18 +546,25 @@ const char *signal_name(int sig, char buf[static 16]) {
 
 static const char job_id_alphabet[32] = "0123456789abcdefghjkmnpqrstvwxyz";
 
+/* From getrandom(), 64 values per call: a batch of 100 000 jobs would otherwise make 100 000
+ * system calls. The pool belongs to this process (tasad's daemons never fork without exec). */
 static int random_u64(uint64_t *ret) {
-        uint64_t v;
+        static uint64_t pool[64];
+        static size_t left = 0;
         ssize_t k;
 
-        do
-                k = getrandom(&v, sizeof(v), 0);
-        while (k < 0 && errno == EINTR);
-        if (k < 0)
-                return negative_errno();
-        if ((size_t) k != sizeof(v))
-                return -EIO;
-        *ret = v;
+        if (left == 0) {
+                do
+                        k = getrandom(pool, sizeof(pool), 0);
+                while (k < 0 && errno == EINTR);
+                if (k < 0)
+                        return negative_errno();
+                if ((size_t) k != sizeof(pool))
+                        return -EIO;
+                left = ELEMENTSOF(pool);
+        }
+        *ret = pool[--left];
+        pool[left] = 0; /* not kept once used */
         return 0;
 }
 

@@ -13,6 +13,7 @@ static const char *const sources[_SCRIPT_MAX] = {
         [SCRIPT_RELEASE] = lua_release, [SCRIPT_REAP] = lua_reap,
         [SCRIPT_PROMOTE] = lua_promote, [SCRIPT_CANCEL] = lua_cancel,
         [SCRIPT_REQUEUE] = lua_requeue, [SCRIPT_TAKE] = lua_take,
+        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch,
 };
 
 static char shas[_SCRIPT_MAX][41];

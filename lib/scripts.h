@@ -12,6 +12,7 @@ typedef enum ScriptId {
         SCRIPT_CANCEL,
         SCRIPT_REQUEUE,
         SCRIPT_TAKE,
+        SCRIPT_SUBMIT_BATCH,
         _SCRIPT_MAX,
 } ScriptId;
 

@@ -17,6 +17,7 @@
 #define REAP_INTERVAL_USEC USEC_PER_SEC
 #define MAX_BATCH 1000000
 #define SCRIPT_LIMIT "1000"
+#define BATCH_CHUNK 10000        /* jobs per submit_batch call: bounds Redis' memory per call */
 
 struct Scheduler {
         Service *service;
@@ -34,6 +35,9 @@ typedef struct Pending {
         char *id;                  /* single submission / cancel / requeue */
         char *batch;
         json_t *ids;               /* batch: the ids, in order */
+        JobSpec **specs;           /* batch of generated ids: kept until Redis' time is known */
+        size_t n_specs;
+        bool plain;                /* stored with plain commands: every job was created */
 } Pending;
 
 static Pending *pending_new(Scheduler *s, HttpRequest *req, size_t queue) {
@@ -49,6 +53,9 @@ static void pending_free(Pending *p) {
         free(p->id);
         free(p->batch);
         json_decref(p->ids);
+        for (size_t i = 0; i < p->n_specs; i++)
+                job_spec_free(p->specs[i]);
+        free(p->specs);
         free(p);
 }
 
@@ -203,8 +210,13 @@ static void on_exec_reply(RedisConn *c, const redisReply *reply, int error, void
                 goto out;
         }
         for (size_t i = 0; i < reply->elements; i++)
-                if (redis_reply_integer(redis_reply_element(redis_reply_element(reply, i), 0), &v) >= 0)
+                if (reply->element[i]->type == REDIS_REPLY_ERROR) {
+                        reply_redis_error(p->req, -EIO, reply->element[i]);
+                        goto out;
+                } else if (!p->plain && redis_reply_integer(reply->element[i], &v) >= 0)
                         created += v;
+        if (p->plain)
+                created = (long long) json_array_size(p->ids);
         p->scheduler->accepted += (uint64_t) created;
         http_reply_json(p->req, 201, json_pack("{s:s, s:s, s:I, s:I, s:O}", "batch", p->batch,
                                                "queue", queue_name(p->scheduler, p->queue),
@@ -244,25 +256,180 @@ static int decode_batch(HttpRequest *req, const json_t *body, const QueueConfig 
         return 0;
 }
 
-/* All jobs of the batch in one MULTI/EXEC: stored whole or not at all. */
-static int send_batch(Scheduler *s, Pending *p, JobSpec **specs, size_t n) {
-        RedisConn *c = s->service->redis;
-        char gen[21];
+/* One submit_batch call for specs[0..n) (ids already assigned, in p->ids). */
+static int send_batch_chunk(Scheduler *s, Pending *p, JobSpec **specs, size_t first, size_t n) {
+        const QueueKeys *k = s->service->keys[p->queue];
+        _cleanup_free_ char *bk = queue_key_batch(k, p->batch), *strings = NULL;
+        _cleanup_free_ const char **argv = calloc(6 + 4 * n, sizeof(char *));
+        _cleanup_free_ size_t *len = calloc(6 + 4 * n, sizeof(size_t));
+        _cleanup_strv_free_ char **args = calloc(n + 1, sizeof(char *));
+        char retention[24];
+        bool client_ids = false;
+        size_t m = 0;
         int r;
 
-        r = redis_command(c, NULL, NULL, "MULTI");
+        /* Per job: the timeout as text, 24 bytes each. */
+        strings = calloc(n, 24);
+        if (!bk || !argv || !len || !args || !strings)
+                return -ENOMEM;
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 tasad_config_retention_sec(s->service->config));
+#define ARG(v, l) (argv[m] = (v), len[m++] = (l))
+        ARG(k->ready, strlen(k->ready));
+        ARG(bk, strlen(bk));
+        ARG(k->job_prefix, strlen(k->job_prefix));
+        ARG(p->batch, strlen(p->batch));
+        ARG(retention, strlen(retention));
+        for (size_t i = 0; i < n; i++)
+                client_ids = client_ids || specs[first + i]->id;
+        /* Generated ids are new by construction: only client ids need an existence check. */
+        ARG(client_ids ? "1" : "0", 1);
+        for (size_t i = 0; i < n; i++) {
+                const JobSpec *spec = specs[first + i];
+                const char *id = json_string_value(json_array_get(p->ids, first + i));
+                char *t = strings + 24 * i;
+                size_t args_len = 0;
+
+                r = job_args_encode(spec->args, spec->n_args, &args[i], &args_len);
+                if (r < 0)
+                        return r;
+                if (spec->timeout_usec > 0)
+                        snprintf(t, 24, "%" PRIu64, spec->timeout_usec);
+                ARG(id, strlen(id));
+                ARG(args[i], args_len);
+                ARG(spec->payload ? (const char *) spec->payload : "", spec->payload_len);
+                ARG(t, strlen(t));
+        }
+#undef ARG
+        return redis_script(s->service->redis, SCRIPT_SUBMIT_BATCH, NULL, NULL, 2, (int) m, argv,
+                            len);
+}
+
+/* Jobs whose ids the scheduler generated cannot exist yet: they are stored with plain commands,
+ * with submit_batch's effects (an HSET per job, one LPUSH per chunk in order, the batch's
+ * total), which costs Redis half of what a script does. `created` is Redis' time, asked first. */
+static int send_plain_job(RedisConn *c, const QueueKeys *k, const JobSpec *spec, const char *id,
+                          const char *created, const char *batch) {
+        _cleanup_free_ char *jk = queue_key_job(k, id), *args = NULL;
+        const char *argv[15] = { "HSET", jk, "v", "1", "state", "queued", "created", created,
+                                 "args", NULL, "batch", batch };
+        size_t len[15], args_len = 0;
+        char timeout[24];
+        int n = 12, r;
+
+        if (!jk)
+                return -ENOMEM;
+        r = job_args_encode(spec->args, spec->n_args, &args, &args_len);
+        if (r < 0)
+                return r;
+        argv[9] = args;
+        if (spec->payload_len > 0) {
+                argv[n++] = "payload";
+                argv[n++] = (const char *) spec->payload;
+        }
+        if (spec->timeout_usec > 0) {
+                snprintf(timeout, sizeof(timeout), "%" PRIu64, spec->timeout_usec);
+                argv[n++] = "timeout";
+                argv[n++] = timeout;
+        }
+        for (int i = 0; i < n; i++)
+                len[i] = i == 9 ? args_len : argv[i] == (const char *) spec->payload
+                                                     ? spec->payload_len : strlen(argv[i]);
+        return redis_command_argv(c, NULL, NULL, n, argv, len);
+}
+
+static int send_plain_push(RedisConn *c, const QueueKeys *k, const json_t *ids, size_t first,
+                           size_t n) {
+        _cleanup_free_ const char **argv = calloc(n + 2, sizeof(char *));
+
+        if (!argv)
+                return -ENOMEM;
+        argv[0] = "LPUSH";
+        argv[1] = k->ready;
+        for (size_t i = 0; i < n; i++)
+                argv[2 + i] = json_string_value(json_array_get(ids, first + i));
+        return redis_command_argv(c, NULL, NULL, (int) n + 2, argv, NULL);
+}
+
+static void on_batch_time(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        Scheduler *s = p->scheduler;
+        const QueueKeys *k = s->service->keys[p->queue];
+        _cleanup_free_ char *bk = queue_key_batch(k, p->batch);
+        const char *sec = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        const char *usec = redis_reply_string(redis_reply_element(reply, 1), NULL);
+        char created[24], total[24], retention[24];
+        int r;
+
+        if (!p->req)
+                return pending_free(p);
+        if (error < 0 || !sec || !usec) {
+                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+                return pending_free(p);
+        }
+        snprintf(created, sizeof(created), "%llu",
+                 strtoull(sec, NULL, 10) * 1000 + strtoull(usec, NULL, 10) / 1000);
+        snprintf(total, sizeof(total), "%zu", p->n_specs);
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 tasad_config_retention_sec(s->service->config));
+        r = bk ? redis_command(c, NULL, NULL, "MULTI") : -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < p->n_specs; i++) {
+                r = send_plain_job(c, k, p->specs[i], json_string_value(json_array_get(p->ids, i)),
+                                   created, p->batch);
+                p->specs[i] = job_spec_free(p->specs[i]);
+                if (r >= 0 && (i + 1) % BATCH_CHUNK == 0)
+                        r = send_plain_push(c, k, p->ids, i + 1 - BATCH_CHUNK, BATCH_CHUNK);
+        }
+        if (r >= 0 && p->n_specs % BATCH_CHUNK > 0)
+                r = send_plain_push(c, k, p->ids, p->n_specs - p->n_specs % BATCH_CHUNK,
+                                    p->n_specs % BATCH_CHUNK);
+        if (r >= 0)
+                r = redis_command_argv(c, NULL, NULL, 4,
+                                       (const char *[]){ "HINCRBY", bk, "total", total }, NULL);
+        if (r >= 0)
+                r = redis_command_argv(c, NULL, NULL, 3,
+                                       (const char *[]){ "EXPIRE", bk, retention }, NULL);
+        if (r >= 0)
+                r = redis_command(c, on_exec_reply, p, "EXEC");
+        if (r < 0) {
+                (void) redis_command(c, NULL, NULL, "DISCARD");
+                http_reply_error(p->req, 503, "unavailable", "could not send the batch to Redis "
+                                 "(%s); nothing was stored", strerror(-r));
+                pending_free(p);
+        }
+}
+
+/* All jobs of the batch in one MULTI/EXEC, BATCH_CHUNK jobs per script call: stored whole or
+ * not at all, without one script call per job. */
+static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
+        RedisConn *c = s->service->redis;
+        bool client_ids = false;
+        char gen[21];
+        int r = 0;
+
         for (size_t i = 0; r >= 0 && i < n; i++) {
-                const char *id = specs[i]->id;
+                const char *id = (*specs)[i]->id;
                 if (!id) {
                         r = job_id_generate(gen);
                         id = gen;
                 }
+                client_ids = client_ids || (*specs)[i]->id;
                 if (r >= 0)
                         r = json_array_append_new(p->ids, json_string(id)) < 0 ? -ENOMEM : 0;
-                if (r >= 0)
-                        r = send_submit(s, p->queue, specs[i], id, p->batch, NULL, NULL);
-                specs[i] = job_spec_free(specs[i]);
         }
+        if (r >= 0 && !client_ids) {
+                r = redis_command(c, on_batch_time, p, "TIME");
+                if (r >= 0) { /* the specs are the pending request's now */
+                        p->specs = TAKE_PTR(*specs);
+                        p->n_specs = n;
+                        p->plain = true;
+                }
+                return r;
+        }
+        if (r >= 0)
+                r = redis_command(c, NULL, NULL, "MULTI");
+        for (size_t i = 0; r >= 0 && i < n; i += BATCH_CHUNK)
+                r = send_batch_chunk(s, p, *specs, i, MIN(n - i, (size_t) BATCH_CHUNK));
         if (r < 0) {
                 (void) redis_command(c, NULL, NULL, "DISCARD");
                 return r;
@@ -288,8 +455,8 @@ static int route_batch(HttpRequest *req, void *userdata) {
                 return r == -EINVAL ? 0 : r;
         p = pending_new(s, req, qi);
         r = !p || job_id_generate(gen) < 0 || !(p->batch = strdup(gen)) || !(p->ids = json_array())
-                    ? -ENOMEM : send_batch(s, p, specs, n);
-        for (size_t i = 0; i < n; i++)
+                    ? -ENOMEM : send_batch(s, p, &specs, n);
+        for (size_t i = 0; specs && i < n; i++)
                 job_spec_free(specs[i]);
         free(specs);
         if (r < 0) {

@@ -180,6 +180,37 @@ def test_unknown_batch_and_existing_id(env):
               "the job with id dup ran exactly once")
 
 
+def test_batch_payload_timeout_created(env):
+    """each job of a batch keeps its own payload, binary payload and timeout, with generated ids
+    (stored with plain commands) and with a client id among them (stored by the script); both
+    are created at Redis' time of the submission"""
+    env.write_queue("cat", ["/bin/cat"], concurrency=2, max_args=0, timeout="30s",
+                    kill_grace="1s")
+    env.write_queue("slp", ["/bin/sleep", "{args}"], concurrency=2, max_args=1, timeout="30s",
+                    kill_grace="1s")
+    env.start_stack("cat", "slp")
+    for with_id in (False, True):
+        stamp = int(time.time() * 1000)
+        extra = {"id": f"cat-{stamp}"} if with_id else {}
+        before = time.time()
+        reply = post_batch(env, "cat", [dict(payload="hello\n", **extra), {},
+                                        {"payload_b64": "AAEC/w=="}])
+        after = time.time()
+        eq(reply.get("created"), 3, f"created count of the batch reply {reply}")
+        for jid, want in zip(reply["ids"], (b"hello\n", b"", b"\x00\x01\x02\xff")):
+            st = env.wait_state(jid)
+            eq((st.get("state"), st.get("batch")), ("done", reply["batch"]), f"job {jid}")
+            eq(env.tasactl_ok("result", jid), want, f"stdout of {jid} (its payload, via cat)")
+            check(before - 1 <= st["created"] <= after + 1,
+                  f"created {st['created']} of {jid} not within the submission ({before}..{after})")
+        extra = {"id": f"slp-{stamp}"} if with_id else {}
+        reply = post_batch(env, "slp", [dict(args=["30"], timeout="1s", **extra), {"args": ["0"]}])
+        st = env.wait_state(reply["ids"][0])
+        eq((st.get("state"), st.get("outcome")), ("failed", "timeout"),
+           f"the batch job with its own 1 s timeout (client id: {with_id})")
+        eq(env.wait_state(reply["ids"][1]).get("outcome"), "exit:0", "its neighbour, no timeout")
+
+
 def test_cancel_queued_job_of_batch(env):
     """concurrency 1: cancelling a queued job of the batch finishes it with cancelled 1"""
     write_job_queue(env, "one", concurrency=1)

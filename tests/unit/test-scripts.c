@@ -1217,6 +1217,36 @@ START_TEST(test_requeue_not_dead) {
 }
 END_TEST
 
+START_TEST(test_submit_batch) {
+        /* Two jobs, the first with a payload and a timeout; ids checked ('1'): j0 exists. */
+        submit("j0", "");
+        ck_assert_int_eq(CMD_INT("EVALSHA", script_sha(SCRIPT_SUBMIT_BATCH), "2", k->ready,
+                                 bkey("b1"), k->job_prefix, "b1", RETENTION, "1",
+                                 "j1", ARGS, "in", TIMEOUT,
+                                 "j0", ARGS, "", "",
+                                 "j2", ARGS, "", ""),
+                         2);
+        ck_assert_str_eq(hash_masked(jkey("j1"), TIMES),
+                         "args=4:echo,5:hello, batch=b1 created=* payload=in state=queued "
+                         "timeout=5000000 v=1");
+        ck_assert_str_eq(hash_masked(jkey("j2"), TIMES),
+                         "args=4:echo,5:hello, batch=b1 created=* state=queued v=1");
+        ck_assert_str_eq(hash_masked(jkey("j0"), TIMES),
+                         "args=4:echo,5:hello, created=* state=queued v=1");
+        /* FIFO: j0 (submitted first) is taken first, then j1, then j2. */
+        ck_assert_str_eq(list(k->ready), "j2 j1 j0");
+        ck_assert_str_eq(hash(bkey("b1")), "total=2");
+        ck_assert_retention(bkey("b1"));
+        /* Unchecked ('0', the scheduler generated every id): stored as given. */
+        ck_assert_int_eq(CMD_INT("EVALSHA", script_sha(SCRIPT_SUBMIT_BATCH), "2", k->ready,
+                                 bkey("b2"), k->job_prefix, "b2", RETENTION, "0",
+                                 "j3", ARGS, "", ""),
+                         1);
+        ck_assert_str_eq(list(k->ready), "j3 j2 j1 j0");
+        ck_assert_str_eq(hash(bkey("b2")), "total=1");
+}
+END_TEST
+
 /* --- take, and finish taking the next jobs ---------------------------------------------------- */
 
 START_TEST(test_take_runs) {
@@ -1329,6 +1359,7 @@ static Suite *scripts_suite(void) {
         tcase_add_test(tc, test_submit_creates);
         tcase_add_test(tc, test_submit_minimal);
         tcase_add_test(tc, test_submit_duplicate);
+        tcase_add_test(tc, test_submit_batch);
 
         TC("start");
         tcase_add_test(tc, test_start_runs);
