@@ -9,7 +9,6 @@
  *      placeholders are checked against max_args), so the table order is part of the contract.
  * Every string is copied out of libconfig before config_destroy(). */
 #include "strutil.h"
-#include "tokens.h"
 #include "config.h"
 
 #include <dirent.h>
@@ -856,7 +855,6 @@ TasadConfig *tasad_config_free(TasadConfig *c) {
         redis_address_done(&c->redis);
         free(c->redis_password_credential);
         free(c->api_tokens_credential);
-        api_tokens_free(c->api_tokens);
         free(c->prefix);
         free(c->queues_dir);
         free(c->results_dir);
@@ -877,6 +875,7 @@ TasadConfig *tasad_config_free(TasadConfig *c) {
 static const char *const default_groups[] = { "tasad", NULL };
 static const ConfigItem queue_schema[] = {
         { "concurrency", CONFIG_UINT, Q(concurrency), .def = 1, .min = 1, .max = 1024 },
+        { "prefetch", CONFIG_UINT, Q(prefetch), .def = 1, .min = 0, .max = 1024 },
         { "timeout", CONFIG_DURATION, Q(timeout_usec), .def = HOUR(1), .min = USEC_PER_MSEC,
           .max = DAY(365) },
         { "kill_grace", CONFIG_DURATION, Q(kill_grace_usec), .def = SEC(5), .max = HOUR(1) },
@@ -1118,9 +1117,8 @@ static int credential_problem(char **ret_error, int r, const char *key, const ch
         return error_setf(ret_error, r, "%s: %s: cannot use: %s", path, key, what);
 }
 
-/* The content of credential `name` (configured by `key`), in *ret_path and *ret. */
-static int read_credential(const TasadConfig *c, const char *key, const char *name,
-                           char **ret_path, char **ret, char **ret_error) {
+int tasad_config_read_credential(const TasadConfig *c, const char *key, const char *name,
+                                 char **ret_path, char **ret, char **ret_error) {
         _cleanup_free_ char *path = NULL;
         const char *dir = secure_getenv("CREDENTIALS_DIRECTORY");
         int r;
@@ -1142,14 +1140,15 @@ static int read_credential(const TasadConfig *c, const char *key, const char *na
 }
 
 int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
-        _cleanup_(free_secretp) char *secret = NULL, *tokens = NULL;
-        _cleanup_free_ char *path = NULL, *tokens_path = NULL;
+        _cleanup_(free_secretp) char *secret = NULL;
+        _cleanup_free_ char *path = NULL;
         size_t n;
         int r;
 
         if (c->redis_password_credential) {
-                r = read_credential(c, "redis_password_credential", c->redis_password_credential,
-                                    &path, &secret, ret_error);
+                r = tasad_config_read_credential(c, "redis_password_credential",
+                                                 c->redis_password_credential, &path, &secret,
+                                                 ret_error);
                 if (r < 0)
                         return r;
                 n = strlen(secret);
@@ -1158,27 +1157,6 @@ int tasad_config_load_credentials(TasadConfig *c, char **ret_error) {
                 if (n == 0)
                         return error_setf(ret_error, -EINVAL,
                                           "%s: redis_password_credential: cannot use: empty", path);
-        }
-        if (c->api_tokens_credential) {
-                ApiTokens *t = NULL;
-
-                r = read_credential(c, "api_tokens_credential", c->api_tokens_credential,
-                                    &tokens_path, &tokens, ret_error);
-                if (r < 0)
-                        return r;
-                r = api_tokens_parse(tokens, tokens_path, &t, ret_error);
-                if (r < 0)
-                        return r;
-                if (t->n_tokens == 0) {
-                        api_tokens_free(t);
-                        return error_setf(ret_error, -EINVAL,
-                                          "%s: api_tokens_credential: no token in the file",
-                                          tokens_path);
-                }
-                api_tokens_free(c->api_tokens);
-                c->api_tokens = t;
-        }
-        if (secret) {
                 free_secret(c->redis.password);
                 c->redis.password = TAKE_PTR(secret);
         }

@@ -22,8 +22,10 @@ typedef struct TasadConfig {
         char *redis_password_credential; /* key "redis_password_credential": name of a file in
                                           * $CREDENTIALS_DIRECTORY; overrides the URL password */
         char *api_tokens_credential;    /* "api_tokens_credential": credential holding the API
-                                         * tokens (tokens.h); set, the daemons also serve TCP */
-        struct ApiTokens *api_tokens;   /* loaded from it by tasad_config_load_credentials() */
+                                         * tokens (tokens.h, loaded by the scheduler and
+                                         * tasad-results); set, they also serve TCP */
+        bool credentials_loaded;        /* daemon_load_config() read the credentials (not so
+                                         * for --check-config without $CREDENTIALS_DIRECTORY) */
         char *prefix;                   /* "prefix", default "tasad" ([A-Za-z0-9_.-]{1,32}) */
         char *queues_dir;               /* "queues_dir", default /etc/tasad/queues */
         char *results_dir;              /* "results_dir", default /var/lib/tasad/results */
@@ -49,6 +51,8 @@ typedef struct QueueConfig {
         char **command;             /* "command": argv, NULL-terminated, [0] absolute path */
         ArgsMode args_mode;
         unsigned concurrency;       /* "concurrency", 1..1024, default 1 */
+        unsigned prefetch;          /* "prefetch", 0..1024, default 1: jobs taken ahead of a
+                                     * free slot while the queue's jobs are short */
         uint64_t timeout_usec;      /* "timeout", default 1h, > 0 */
         uint64_t kill_grace_usec;   /* "kill_grace", TERM -> KILL, default 5s */
         uint64_t lease_usec;        /* "lease", default 15s, >= 1s; renewed every lease/3 */
@@ -123,3 +127,7 @@ void config_file_freep(config_t **c);
 /* Reads the Redis password from $CREDENTIALS_DIRECTORY/<name> when configured (trailing
  * newline stripped). 0 when nothing is configured. */
 int tasad_config_load_credentials(TasadConfig *c, char **ret_error);
+/* The content of credential `name` (configured by key `key`): its path and text (NUL-free, at
+ * most 64K). Errors name the file and the key in *ret_error. */
+int tasad_config_read_credential(const TasadConfig *c, const char *key, const char *name,
+                                 char **ret_path, char **ret, char **ret_error);

@@ -39,6 +39,7 @@ int daemon_load_config(const char *arg, TasadConfig **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to load credentials: %s",
                                        error ? error : strerror(-r));
+        c->credentials_loaded = true;
         *ret = TAKE_PTR(c);
         return 0;
 }

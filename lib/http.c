@@ -39,12 +39,11 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
 
+#include "http-json.h"
 #include "log.h"
 
 /* Idle keep-alive connections are closed after this; suspended ones never time out. */
 #define HTTP_CONNECTION_TIMEOUT_SEC 60U
-/* 15 significant digits: a timestamp with milliseconds prints as 1763900000.123. */
-#define HTTP_JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 #define HTTP_BODY_START 4096U
 /* Bytes beyond max_body read and thrown away so that the client gets to read its 413. */
 #define HTTP_DISCARD_MAX (16U * 1024U * 1024U)
@@ -251,36 +250,6 @@ static int route_validate(const HttpRoute *rt) {
 
 /* ---- replies ------------------------------------------------------------------------------ */
 
-static json_t *json_string_lossy(const char *s) {
-        _cleanup_free_ char *copy = NULL;
-        json_t *j = json_string(s);
-
-        if (j)
-                return j;
-        /* Not UTF-8 (a message quoting client input): keep the ASCII, mask the rest. */
-        copy = strdup(s);
-        if (!copy)
-                return NULL;
-        for (char *p = copy; *p; p++)
-                if ((unsigned char) *p >= 0x80)
-                        *p = '?';
-        return json_string(copy);
-}
-
-/* {"error": {"code": code, "message": message}} */
-static json_t *error_body(const char *code, const char *message) {
-        _cleanup_(json_decrefp) json_t *err = json_object();
-        _cleanup_(json_decrefp) json_t *body = json_object();
-
-        if (!err || !body)
-                return NULL;
-        if (json_object_set_new(err, "code", json_string(code)) < 0 ||
-            json_object_set_new(err, "message", json_string_lossy(message)) < 0 ||
-            json_object_set(body, "error", err) < 0)
-                return NULL;
-        return TAKE_PTR(body);
-}
-
 static int response_new(const void *data, size_t len, enum MHD_ResponseMemoryMode mode,
                         const char *content_type, struct MHD_Response **ret) {
         struct MHD_Response *resp;
@@ -342,7 +311,7 @@ static int request_send_error(HttpRequest *req, unsigned status, const char *cod
         struct MHD_Response *resp;
         int r;
 
-        r = response_new_json(error_body(code, message), &resp);
+        r = response_new_json(http_error_body(code, message), &resp);
         if (r < 0)
                 return r;
         if (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) {
@@ -971,157 +940,4 @@ HttpServer *http_server_free(HttpServer *s) {
         free(s->routes);
         free(s);
         return NULL;
-}
-
-/* ---- the listening socket ----------------------------------------------------------------- */
-
-/* systemd's names for an fd nobody named: no LISTEN_FDNAMES, the fd store, or the default
- * FileDescriptorName= (the socket unit's name). */
-static bool fdname_is_default(const char *name) {
-        size_t len = strlen(name);
-
-        return streq(name, "unknown") || streq(name, "stored") ||
-               (len > 7 && streq(name + len - 7, ".socket"));
-}
-
-/* Listening stream sockets: Unix ones (requests are authorized by the peer's credentials) and,
- * when allow_inet, TCP ones (authorized by the server's auth hook, tokens). */
-static int listen_fd_check(int fd, bool allow_inet) {
-        int flags;
-
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
-                return -ENOTSOCK;
-        if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0 &&
-            !(allow_inet && (sd_is_socket(fd, AF_INET, SOCK_STREAM, 1) > 0 ||
-                             sd_is_socket(fd, AF_INET6, SOCK_STREAM, 1) > 0)))
-                return -EAFNOSUPPORT;
-        flags = fcntl(fd, F_GETFL);
-        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-                return negative_errno();
-        return 0;
-}
-
-/* The number of fds systemd passed under `fdname` (or one fd under a default name), at most
- * HTTP_LISTEN_MAX, in ret_fds; 0 when it passed none that fits. */
-static int listen_fds_passed(const char *fdname, bool allow_inet, int ret_fds[HTTP_LISTEN_MAX]) {
-        _cleanup_strv_free_ char **names = NULL;
-        int n, k = 0, r;
-
-        n = sd_listen_fds_with_names(0, &names);
-        if (n <= 0)
-                return n;
-        for (int i = 0; i < n; i++)
-                if (fdname && names && streq_ptr(names[i], fdname)) {
-                        if (k == HTTP_LISTEN_MAX)
-                                return -E2BIG;
-                        ret_fds[k++] = SD_LISTEN_FDS_START + i;
-                }
-        if (k == 0 && n == 1 && names && names[0] && fdname_is_default(names[0]))
-                ret_fds[k++] = SD_LISTEN_FDS_START;
-        for (int i = 0; i < k; i++) {
-                r = listen_fd_check(ret_fds[i], allow_inet);
-                if (r == -EAFNOSUPPORT)
-                        log_error("The socket systemd passed as '%s' is not a Unix socket, and TCP "
-                                  "listeners need api_tokens_credential: requests are authorized "
-                                  "by peer credentials, which only Unix sockets carry, or by API "
-                                  "tokens.", fdname ? fdname : names[0]);
-                if (r < 0)
-                        return r;
-        }
-        return k;
-}
-
-static int mkdir_parents(const char *path, mode_t mode) {
-        _cleanup_free_ char *p = strdup(path);
-
-        if (!p)
-                return -ENOMEM;
-        for (char *slash = strchr(p + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-                *slash = '\0';
-                if (mkdir(p, mode) < 0 && errno != EEXIST)
-                        return negative_errno();
-                *slash = '/';
-        }
-        return 0;
-}
-
-/* A socket left at path by an earlier run is removed; anything else there is an error. */
-static int unlink_stale_socket(const char *path) {
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return errno == ENOENT ? 0 : negative_errno();
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;
-        if (unlink(path) < 0 && errno != ENOENT)
-                return negative_errno();
-        return 0;
-}
-
-static int listen_fd_bind(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -EBADF;
-        size_t len = strlen(path);
-        int r;
-
-        if (len == 0 || len >= sizeof(sa.sun_path))
-                return -EINVAL;
-        memcpy(sa.sun_path, path, len);
-        r = mkdir_parents(path, 0755);
-        if (r >= 0)
-                r = unlink_stale_socket(path);
-        if (r < 0)
-                return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return negative_errno();
-        if (bind(fd, (struct sockaddr *) &sa, offsetof(struct sockaddr_un, sun_path) + len + 1) < 0)
-                return negative_errno();
-        if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
-                r = negative_errno();
-                (void) unlink(path);
-                return r;
-        }
-        *ret_fd = TAKE_FD(fd);
-        return 0;
-}
-
-int http_listen_fds(const char *fdname, const char *path, bool allow_inet,
-                    int ret_fds[HTTP_LISTEN_MAX], size_t *ret_n, bool *ret_activated) {
-        int r;
-
-        if (!ret_fds || !ret_n)
-                return -EINVAL;
-        r = listen_fds_passed(fdname, allow_inet, ret_fds);
-        if (r < 0)
-                return r;
-        if (ret_activated)
-                *ret_activated = r > 0;
-        if (r > 0) {
-                *ret_n = (size_t) r;
-                return 0;
-        }
-        if (!path)
-                return -ENOENT;
-        r = listen_fd_bind(path, &ret_fds[0]);
-        if (r < 0)
-                return r;
-        *ret_n = 1;
-        return 0;
-}
-
-int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated) {
-        int fds[HTTP_LISTEN_MAX];
-        size_t n;
-        int r;
-
-        if (!ret_fd)
-                return -EINVAL;
-        r = http_listen_fds(fdname, path, false, fds, &n, ret_activated);
-        if (r < 0)
-                return r;
-        if (n != 1)
-                return -E2BIG;
-        *ret_fd = fds[0];
-        return 0;
 }

@@ -1,9 +1,5 @@
 #include "scripts.h"
 
-#include <openssl/sha.h>
-#include <stdio.h>
-#include <string.h>
-
 #include "lua-scripts.h"
 #include "macro.h"
 
@@ -16,20 +12,20 @@ static const char *const sources[_SCRIPT_MAX] = {
         [SCRIPT_SUBMIT_BATCH] = lua_submit_batch,
 };
 
-static char shas[_SCRIPT_MAX][41];
+static const char *const shas[_SCRIPT_MAX] = {
+        [SCRIPT_SUBMIT] = lua_submit_sha,   [SCRIPT_START] = lua_start_sha,
+        [SCRIPT_RENEW] = lua_renew_sha,     [SCRIPT_FINISH] = lua_finish_sha,
+        [SCRIPT_RELEASE] = lua_release_sha, [SCRIPT_REAP] = lua_reap_sha,
+        [SCRIPT_PROMOTE] = lua_promote_sha, [SCRIPT_CANCEL] = lua_cancel_sha,
+        [SCRIPT_REQUEUE] = lua_requeue_sha, [SCRIPT_TAKE] = lua_take_sha,
+        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch_sha,
+};
 
 const char *script_source(ScriptId id) {
         return sources[id];
 }
 
+/* Computed at build time by embed-lua.py. */
 const char *script_sha(ScriptId id) {
-        if (!shas[id][0]) {
-                unsigned char md[SHA_DIGEST_LENGTH];
-
-                /* SHA1 is what Redis names scripts by; it is not used for security here. */
-                SHA1((const unsigned char *) sources[id], strlen(sources[id]), md);
-                for (size_t i = 0; i < SHA_DIGEST_LENGTH; i++)
-                        snprintf(shas[id] + 2 * i, 3, "%02x", md[i]);
-        }
         return shas[id];
 }

@@ -20,7 +20,7 @@ static int service_authenticate(HttpRequest *req, void *userdata, const char **r
         Service *s = userdata;
         const ApiToken *tok;
 
-        tok = api_tokens_find(s->config->api_tokens,
+        tok = api_tokens_find(s->tokens,
                               api_tokens_bearer(http_request_header(req, "Authorization")));
         if (!tok) {
                 *ret_message = "a request over TCP needs the header 'Authorization: Bearer "
@@ -97,6 +97,12 @@ int service_new(sd_event *e, const char *name, TasadConfig *config, Service **re
         if (r < 0)
                 return log_error_errno(r, "Failed to load the queues: %s",
                                        error ? error : strerror(-r));
+        if (config->credentials_loaded) {
+                r = api_tokens_load(config, &s->tokens, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load credentials: %s",
+                                               error ? error : strerror(-r));
+        }
         s->keys = calloc(s->queues->n_queues + 1, sizeof(QueueKeys *));
         if (!s->keys)
                 return -ENOMEM;
@@ -128,6 +134,7 @@ Service *service_free(Service *s) {
                         queue_keys_free(s->keys[i]);
         free(s->keys);
         queue_set_free(s->queues);
+        api_tokens_free(s->tokens);
         tasad_config_free(s->config);
         sd_event_unref(s->event);
         free(s);
@@ -154,7 +161,7 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
         bool activated = false;
         int r;
 
-        r = http_listen_fds(fdname, path, s->config->api_tokens != NULL, s->listen_fds,
+        r = http_listen_fds(fdname, path, s->tokens != NULL, s->listen_fds,
                             &s->n_listen, &activated);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the socket %s: %m", path);
@@ -163,7 +170,7 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
         s->route_userdata = userdata;
         if (activated && s->n_listen > 1)
                 log_info("Listening on the %zu sockets passed by systemd as '%s'%s.", s->n_listen,
-                         fdname, s->config->api_tokens ? " (TCP: API tokens)" : "");
+                         fdname, s->tokens ? " (TCP: API tokens)" : "");
         else
                 log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
         sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);

@@ -31,6 +31,7 @@ struct Service {
         TasadConfig *config;
         QueueSet *queues;
         QueueKeys **keys;          /* keys[i] belongs to queues->queues[i] */
+        struct ApiTokens *tokens;  /* of api_tokens_credential; NULL: Unix sockets only */
         RedisConn *redis;
         HttpServer *http[HTTP_LISTEN_MAX]; /* made at the first Redis round trip, one per socket */
         size_t n_http;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "config.h"
 #include "macro.h"
 #include "strutil.h"
 
@@ -201,4 +202,32 @@ bool api_token_in_groups(const ApiToken *tok, char *const *groups) {
                         if (streq(*g, groups[i]))
                                 return true;
         return false;
+}
+
+int api_tokens_load(const TasadConfig *c, ApiTokens **ret, char **ret_error) {
+        _cleanup_free_ char *path = NULL;
+        ApiTokens *t = NULL;
+        char *text = NULL;
+        int r;
+
+        if (!c->api_tokens_credential) {
+                *ret = NULL;
+                return 0;
+        }
+        r = tasad_config_read_credential(c, "api_tokens_credential", c->api_tokens_credential,
+                                         &path, &text, ret_error);
+        if (r < 0)
+                return r;
+        r = api_tokens_parse(text, path, &t, ret_error);
+        explicit_bzero(text, strlen(text)); /* the secrets */
+        free(text);
+        if (r < 0)
+                return r;
+        if (t->n_tokens == 0) {
+                api_tokens_free(t);
+                return error_setf(ret_error, -EINVAL,
+                                  "%s: api_tokens_credential: no token in the file", path);
+        }
+        *ret = t;
+        return 0;
 }

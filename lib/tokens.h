@@ -32,6 +32,11 @@ typedef struct ApiTokens {
 int api_tokens_parse(const char *text, const char *path, ApiTokens **ret, char **ret_error);
 ApiTokens *api_tokens_free(ApiTokens *t);
 
+/* The tokens of the credential named by c->api_tokens_credential (NULL in *ret when none is
+ * configured). A file without any token is an error, as every other problem of it. */
+typedef struct TasadConfig TasadConfig;
+int api_tokens_load(const TasadConfig *c, ApiTokens **ret, char **ret_error);
+
 /* The token whose secret is `secret` (compared in constant time over all tokens), or NULL. */
 const ApiToken *api_tokens_find(const ApiTokens *t, const char *secret);
 
