@@ -25,13 +25,32 @@
 
 #define JOB_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define STATUS_INTERVAL_USEC (100 * USEC_PER_MSEC)
+#define PREFETCH_SHORT_USEC (100 * USEC_PER_MSEC) /* jobs this short may be prefetched */
 #define TAKE_FIELDS 6   /* id, attempt, args, payload, timeout, redeliveries (take.lua) */
 
 typedef enum WorkerJobState {
         WJ_STARTING,    /* taken with BLMOVE, start script in flight */
+        WJ_READY,       /* leased and waiting here for a process slot (prefetched) */
         WJ_RUNNING,     /* process running */
         WJ_FINISHING,   /* process done, result not yet acknowledged by Redis */
 } WorkerJobState;
+
+/* A job's data as the take or start script returned it. */
+typedef struct JobFields {
+        char *args;
+        size_t args_len;
+        char *payload;
+        size_t payload_len;
+        char *timeout;
+        size_t timeout_len;
+} JobFields;
+
+static void job_fields_done(JobFields *f) {
+        free(f->args);
+        free(f->payload);
+        free(f->timeout);
+        *f = (JobFields){};
+}
 
 typedef struct WorkerJob WorkerJob;
 struct WorkerJob {
@@ -48,6 +67,7 @@ struct WorkerJob {
         bool inflight;    /* finish/release script sent, no answer yet */
         unsigned take;    /* jobs the finish in flight takes beyond this job's own slot */
         char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
+        JobFields ready;  /* WJ_READY: what it runs with (copied from the take's reply) */
         LogJob log;
 };
 
@@ -73,6 +93,7 @@ struct Worker {
         HttpServer *control;       /* the control socket */
         time_t down_since;
         uint64_t last_renew_ok, renew_usec, n_done, n_failed;
+        uint64_t wall_avg_usec;    /* moving average of the jobs' wall time (0: none ended yet) */
         sd_event_source *renew_timer, *drain_timer, *status_timer;
         uint64_t status_last;      /* when STATUS= was last sent (CLOCK_MONOTONIC) */
         int devnull_fd;
@@ -98,21 +119,36 @@ static uint64_t realtime_usec(void) {
 }
 
 /* --- slots ----------------------------------------------------------------------------------
- * A slot is held by every job (starting, running, or finishing: its result not yet recorded),
- * by a BLMOVE in flight and by every job a take in flight may bring. A finish takes the next
- * jobs in the same script (one round trip from one job to the next); a worker with free slots
- * and jobs in the queue takes them with `take`; only when the queue was found empty does it
- * wait in BLMOVE, which brings one job, started with `start`. */
+ * A worker holds up to concurrency + prefetch jobs: every job (starting, ready, running, or
+ * finishing: its result not yet recorded), a BLMOVE in flight and every job a take in flight
+ * may bring hold one. At most `concurrency` processes run; a job taken beyond them waits ready
+ * and starts when a process ends. A finish takes the next jobs in the same script (one round
+ * trip from one job to the next); a worker with free slots and jobs in the queue takes them
+ * with `take`; only when the queue was found empty does it wait in BLMOVE, which brings one
+ * job, started with `start`. */
 
 static bool worker_may_take(const Worker *w) {
         return !w->draining && !w->paused && redis_conn_is_up(w->cmd);
 }
 
-static unsigned worker_free_slots(const Worker *w) {
-        uint64_t used = (uint64_t) w->n_jobs + w->reserved + w->fetching;
-
-        return used >= w->queue->concurrency ? 0 : (unsigned) (w->queue->concurrency - used);
+/* Jobs held beyond those running (the queue's `prefetch`): the next ones start the moment a
+ * process ends, and their round trip to Redis overlaps the running jobs. Only while the jobs
+ * are short, so that none waits behind a long job here while an idle worker could run it; not
+ * before the first job has ended, when nothing is known of them. */
+static unsigned worker_prefetch(const Worker *w) {
+        if (w->wall_avg_usec == 0 || w->wall_avg_usec >= PREFETCH_SHORT_USEC)
+                return 0;
+        return w->queue->prefetch;
 }
+
+static unsigned worker_free_slots(const Worker *w) {
+        uint64_t used = (uint64_t) w->n_jobs + w->reserved + w->fetching,
+                 cap = (uint64_t) w->queue->concurrency + worker_prefetch(w);
+
+        return used >= cap ? 0 : (unsigned) (cap - used);
+}
+
+static unsigned worker_running(const Worker *w);
 
 /* --- STATUS= ----------------------------------------------------------------------------- */
 
@@ -231,16 +267,20 @@ static void job_drop(WorkerJob *j) {
         job_run_free(j->run);
         job_workdir_remove(j);
         job_result_free(j->result);
+        job_fields_done(&j->ready);
         free(j->id);
         free(j->key);
         free(j);
         status_changed(w);
 }
 
+static void worker_launch_ready(Worker *w);
+
 static void job_free(WorkerJob *j) {
         Worker *w = j->worker;
 
         job_drop(j);
+        worker_launch_ready(w);
         worker_fetch(w);
         worker_check_drained(w);
 }
@@ -356,6 +396,7 @@ static void job_send_result(WorkerJob *j) {
 
 static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         WorkerJob *j = userdata;
+        Worker *w = j->worker;
 
         j->run = job_run_free(run);
         job_workdir_remove(j);
@@ -368,7 +409,12 @@ static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         }
         j->result = result;
         j->state = WJ_FINISHING;
+        /* Weight 1/8, so that a few long jobs switch prefetching off. */
+        w->wall_avg_usec = w->wall_avg_usec == 0
+                                   ? MAX(result->wall_usec, (uint64_t) 1)
+                                   : (7 * w->wall_avg_usec + result->wall_usec) / 8;
         status_changed(j->worker);
+        worker_launch_ready(j->worker); /* before the finish: its take counts the slot as used */
         job_send_result(j);
 }
 
@@ -414,16 +460,15 @@ static void job_fail_early(WorkerJob *j, const char *outcome, int exit_code, con
         job_send_result(j);
 }
 
-/* Starts the job whose args, payload and timeout are elements i, i+1 and i+2 of reply. */
-static void job_launch(WorkerJob *j, const redisReply *reply, size_t i) {
+/* Starts the job's process with f (which may point into a reply). */
+static void job_launch(WorkerJob *j, const JobFields *f) {
         Worker *w = j->worker;
         const QueueConfig *q = w->queue;
         _cleanup_strv_free_ char **args = NULL, **argv = NULL, **env = NULL;
         _cleanup_free_ char *error = NULL, *detail = NULL;
-        size_t n_args = 0, args_len = 0, payload_len = 0, t_len = 0;
-        const char *a = redis_reply_string(redis_reply_element(reply, i), &args_len);
-        const char *payload = redis_reply_string(redis_reply_element(reply, i + 1), &payload_len);
-        const char *t = redis_reply_string(redis_reply_element(reply, i + 2), &t_len);
+        size_t n_args = 0, args_len = f->args_len, payload_len = f->payload_len,
+               t_len = f->timeout_len;
+        const char *a = f->args, *payload = f->payload, *t = f->timeout;
         uint64_t timeout = q->timeout_usec, job_timeout;
         const char *step = NULL;
         int r;
@@ -465,14 +510,89 @@ static void job_launch(WorkerJob *j, const redisReply *reply, size_t i) {
         status_changed(w);
 }
 
-/* The attempt the script leased is element i of reply, its args, payload and timeout follow. */
+static unsigned worker_running(const Worker *w) {
+        unsigned n = 0;
+
+        for (const WorkerJob *j = w->jobs; j; j = j->next)
+                n += j->state == WJ_STARTING || j->state == WJ_RUNNING;
+        return n;
+}
+
+static char *memdup_nul(const char *p, size_t n) {
+        char *d = malloc(n + 1);
+
+        if (d) {
+                memcpy(d, p, n);
+                d[n] = '\0';
+        }
+        return d;
+}
+
+static int job_fields_copy(JobFields *f, const redisReply *reply, size_t i) {
+        const char *v[3];
+        size_t len[3];
+        char **dst[3] = { &f->args, &f->payload, &f->timeout };
+        size_t *dlen[3] = { &f->args_len, &f->payload_len, &f->timeout_len };
+
+        for (size_t k = 0; k < 3; k++) {
+                v[k] = redis_reply_string(redis_reply_element(reply, i + k), &len[k]);
+                *dst[k] = v[k] ? memdup_nul(v[k], len[k]) : NULL;
+                *dlen[k] = v[k] ? len[k] : 0;
+                if (v[k] && !*dst[k])
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The attempt the script leased is element i of reply, its args, payload and timeout follow.
+ * It starts now if a process slot is free, else it waits here (WJ_READY) for one. */
 static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
+        Worker *w = j->worker;
         long long attempt = 0;
+        JobFields f = {};
 
         (void) redis_reply_integer(redis_reply_element(reply, i), &attempt);
         snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
         j->log.attempt = (unsigned) attempt;
-        job_launch(j, reply, i + 1);
+        if (worker_running(w) - 1 >= w->queue->concurrency) { /* minus itself (starting) */
+                if (job_fields_copy(&j->ready, reply, i + 1) < 0) {
+                        log_oom(); /* its lease expires and it runs again */
+                        return job_free(j);
+                }
+                j->state = WJ_READY;
+                return;
+        }
+        f.args = (char *) redis_reply_string(redis_reply_element(reply, i + 1), &f.args_len);
+        f.payload = (char *) redis_reply_string(redis_reply_element(reply, i + 2), &f.payload_len);
+        f.timeout = (char *) redis_reply_string(redis_reply_element(reply, i + 3), &f.timeout_len);
+        job_launch(j, &f);
+}
+
+/* The oldest job waiting for a process slot starts when one is free. */
+static void worker_launch_ready(Worker *w) {
+        WorkerJob *oldest = NULL;
+
+        if (worker_running(w) >= w->queue->concurrency)
+                return;
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->state == WJ_READY)
+                        oldest = j; /* the list is newest first */
+        if (!oldest)
+                return;
+        oldest->state = WJ_STARTING;
+        job_launch(oldest, &oldest->ready);
+        job_fields_done(&oldest->ready);
+}
+
+/* Jobs waiting here go back to the queue (pause, drain). */
+static void worker_give_back_ready(Worker *w) {
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->state == WJ_READY) {
+                        job_fields_done(&j->ready);
+                        j->release = true;
+                        j->state = WJ_FINISHING;
+                        job_send_result(j);
+                }
 }
 
 static void on_start_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
@@ -671,16 +791,24 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
                                 j->lost = true;
                                 if (j->run)
                                         job_run_stop(j->run, "lease-lost", true);
-                                else if (j->state == WJ_FINISHING && !j->inflight)
+                                else if (j->state == WJ_READY ||
+                                         (j->state == WJ_FINISHING && !j->inflight))
                                         job_free(j);
                         }
         }
-        for (WorkerJob *j = w->jobs; j; j = j->next)
+        for (WorkerJob *j = w->jobs, *next; j; j = next) {
+                next = j->next;
                 for (size_t i = 0; i < cancel->elements; i++)
                         if (streq(cancel->element[i]->str, j->id) && j->run) {
                                 log_job(LOG_NOTICE, &j->log, "Cancel requested: stopping the job.");
                                 job_run_stop(j->run, "cancelled", false);
+                        } else if (streq(cancel->element[i]->str, j->id) && j->state == WJ_READY) {
+                                log_job(LOG_NOTICE, &j->log, "Cancelled before it started.");
+                                job_fields_done(&j->ready);
+                                job_fail_early(j, "cancelled", -1, "cancelled before it started");
+                                break;
                         }
+        }
 }
 
 static void worker_renew(Worker *w) {
@@ -842,6 +970,7 @@ void worker_drain(Worker *w) {
          * meanwhile is given back by the release below. */
         w->block = redis_conn_free(w->block);
         (void) worker_release_proc(w, false);
+        worker_give_back_ready(w);
         (void) sd_event_add_time_relative(w->event, &w->drain_timer, CLOCK_MONOTONIC,
                                           w->queue->drain_timeout_usec, 0, on_drain_timeout, w);
         status_changed(w);
@@ -857,6 +986,7 @@ void worker_pause(Worker *w) {
          * it may have moved meanwhile is given back. */
         w->block = redis_conn_free(w->block);
         (void) worker_release_proc(w, false);
+        worker_give_back_ready(w);
         status_changed(w);
 }
 
@@ -886,7 +1016,8 @@ json_t *worker_status_json(const Worker *w) {
         if (!jobs)
                 return NULL;
         for (const WorkerJob *j = w->jobs; j; j = j->next) {
-                static const char *const states[] = { "starting", "running", "finishing" };
+                static const char *const states[] = { "starting", "ready", "running",
+                                                      "finishing" };
                 json_t *e = json_pack("{s:s, s:s, s:s}", "id", j->id, "attempt", j->attempt,
                                       "state", states[j->state]);
                 if (!e || (j->run && json_object_set_new(e, "pid",

@@ -212,6 +212,7 @@ START_TEST(test_queue_minimal) {
         assert_strv(q->command, (const char *const[]) { "/bin/true", NULL });
         ck_assert_int_eq(q->args_mode, ARGS_APPEND);
         ck_assert_uint_eq(q->concurrency, 1);
+        ck_assert_uint_eq(q->prefetch, 1);
         ck_assert_uint_eq(q->timeout_usec, SEC(3600));
         ck_assert_uint_eq(q->kill_grace_usec, SEC(5));
         ck_assert_uint_eq(q->lease_usec, SEC(15));
@@ -253,6 +254,7 @@ START_TEST(test_queue_full) {
                     (const char *const[]) { "/usr/bin/nmap", "-oX", "-", "--", "{args}", NULL });
         ck_assert_int_eq(q->args_mode, ARGS_SUBSTITUTE);
         ck_assert_uint_eq(q->concurrency, 8);
+        ck_assert_uint_eq(q->prefetch, 0);
         ck_assert_uint_eq(q->timeout_usec, SEC(600));
         ck_assert_uint_eq(q->kill_grace_usec, SEC(2));
         ck_assert_uint_eq(q->lease_usec, SEC(30));
