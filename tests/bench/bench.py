@@ -84,8 +84,14 @@ class UnixHTTP(http.client.HTTPConnection):
 
     def call(self, method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        self.request(method, url, body=body, headers=headers)
-        r = self.getresponse()
+        try:
+            self.request(method, url, body=body, headers=headers)
+            r = self.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The daemon closed the idle keep-alive connection before reading this request.
+            self.close()
+            self.request(method, url, body=body, headers=headers)
+            r = self.getresponse()
         data = r.read()
         try:
             return r.status, json.loads(data) if data else {}
@@ -638,7 +644,7 @@ def main():
     except tt.SkipTest as e:
         print(f"bench: skipped: {e}")
         rc = 77
-    except (BenchError, AssertionError) as e:
+    except (BenchError, AssertionError, OSError, http.client.HTTPException) as e:
         print(f"bench: failed: {e}", file=sys.stderr)
         b.env.dump()
         rc = 1
