@@ -12,8 +12,7 @@
 
 typedef struct sd_event sd_event;
 typedef struct Worker Worker;
-typedef struct HttpServer HttpServer;
+typedef struct CtlServer CtlServer;
 
 /* Opens the socket and serves it for w. Logs what fails. */
-int worker_control_start(sd_event *e, Worker *w, const char *path, uint64_t max_body,
-                         HttpServer **ret);
+int worker_control_start(sd_event *e, Worker *w, const char *path, CtlServer **ret);

@@ -15,7 +15,7 @@
 #include "config.h"
 #include "control.h"
 #include "fsutil.h"
-#include "http.h"
+#include "ctl.h"
 #include "job.h"
 #include "keys.h"
 #include "log.h"
@@ -90,7 +90,7 @@ struct Worker {
         bool taking;               /* take in flight */
         bool ready_empty;          /* the last take found fewer jobs than asked: wait in BLMOVE */
         bool draining, paused, ready_sent, redis_down, leaving, started;
-        HttpServer *control;       /* the control socket */
+        CtlServer *control;        /* the control socket */
         time_t down_since;
         uint64_t last_renew_ok, renew_usec, n_done, n_failed;
         uint64_t wall_avg_usec;    /* moving average of the jobs' wall time (0: none ended yet) */
@@ -1218,7 +1218,7 @@ int worker_start(Worker *w) {
 
         if (asprintf(&path, "%s/%s.sock", w->config->worker_socket_dir, w->name) < 0)
                 return log_oom();
-        r = worker_control_start(w->event, w, path, w->config->max_request, &w->control);
+        r = worker_control_start(w->event, w, path, &w->control);
         if (r < 0)
                 return r;
         sd_notifyf(false, "STATUS=%s: connecting to Redis", w->name);
@@ -1241,7 +1241,7 @@ Worker *worker_free(Worker *w) {
                 free(j->key);
                 free(j);
         }
-        w->control = http_server_free(w->control);
+        w->control = ctl_server_free(w->control);
         w->cmd = redis_conn_free(w->cmd);
         w->block = redis_conn_free(w->block);
         sd_event_source_disable_unref(w->renew_timer);
