@@ -41,7 +41,8 @@ local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, 
     local id = redis.call('RPOP', ready)
     if not id then break end
     local jk = job_prefix .. id
-    local f = redis.call('HMGET', jk, 'state', 'cancel', 'batch')
+    local f = redis.call('HMGET', jk, 'state', 'cancel', 'batch', 'args', 'payload', 'timeout',
+      'redeliveries')
     if f[1] == 'queued' and f[2] == '1' then
       redis.call('HSET', jk, 'outcome', 'cancelled', 'finished', now)
       finalize(jk, id, 'cancelled', f[3], batch_prefix, done, stats, retention)
@@ -49,13 +50,12 @@ local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, 
       local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
       redis.call('HSET', jk, 'state', 'running', 'worker', worker, 'started', started)
       redis.call('ZADD', leases, exp, id)
-      local j = redis.call('HMGET', jk, 'args', 'payload', 'timeout', 'redeliveries')
       out[#out + 1] = id
       out[#out + 1] = attempt
-      out[#out + 1] = j[1] or ''
-      out[#out + 1] = j[2] or ''
-      out[#out + 1] = j[3] or ''
-      out[#out + 1] = j[4] or '0'
+      out[#out + 1] = f[4] or ''
+      out[#out + 1] = f[5] or ''
+      out[#out + 1] = f[6] or ''
+      out[#out + 1] = f[7] or '0'
       taken = taken + 1
     end
   end

@@ -15,10 +15,14 @@ local function record(f, now)
     return 'stale', 0
   end
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HSET', KEYS[1], 'outcome', ARGV[4], 'exit_code', ARGV[5], 'detail', ARGV[6],
-    'finished', now, 'out', ARGV[7], 'out_truncated', ARGV[8], 'err', ARGV[9],
-    'err_truncated', ARGV[10], 'wall_us', ARGV[11], 'cpu_us', ARGV[12], 'max_rss_kib', ARGV[13])
-  if ARGV[20] ~= '' then redis.call('HSET', KEYS[1], 'started', ARGV[20]) end
+  local rec = {'outcome', ARGV[4], 'exit_code', ARGV[5], 'detail', ARGV[6], 'finished', now,
+    'out', ARGV[7], 'out_truncated', ARGV[8], 'err', ARGV[9], 'err_truncated', ARGV[10],
+    'wall_us', ARGV[11], 'cpu_us', ARGV[12], 'max_rss_kib', ARGV[13]}
+  if ARGV[20] ~= '' then
+    rec[#rec + 1] = 'started'
+    rec[#rec + 1] = ARGV[20]
+  end
+  redis.call('HSET', KEYS[1], unpack(rec))
   local state
   if ARGV[4] == 'exit:0' then
     state = 'done'
