@@ -528,19 +528,24 @@ static char *memdup_nul(const char *p, size_t n) {
         return d;
 }
 
-static int job_fields_copy(JobFields *f, const redisReply *reply, size_t i) {
-        const char *v[3];
-        size_t len[3];
-        char **dst[3] = { &f->args, &f->payload, &f->timeout };
-        size_t *dlen[3] = { &f->args_len, &f->payload_len, &f->timeout_len };
+/* Elements i, i+1, i+2 of reply (args, payload, timeout), pointing into it. */
+static JobFields job_fields_view(const redisReply *reply, size_t i) {
+        JobFields f = {};
 
-        for (size_t k = 0; k < 3; k++) {
-                v[k] = redis_reply_string(redis_reply_element(reply, i + k), &len[k]);
-                *dst[k] = v[k] ? memdup_nul(v[k], len[k]) : NULL;
-                *dlen[k] = v[k] ? len[k] : 0;
-                if (v[k] && !*dst[k])
-                        return -ENOMEM;
-        }
+        f.args = (char *) redis_reply_string(redis_reply_element(reply, i), &f.args_len);
+        f.payload = (char *) redis_reply_string(redis_reply_element(reply, i + 1), &f.payload_len);
+        f.timeout = (char *) redis_reply_string(redis_reply_element(reply, i + 2), &f.timeout_len);
+        return f;
+}
+
+/* A copy that outlives the reply. */
+static int job_fields_dup(JobFields *dst, const JobFields *src) {
+        *dst = (JobFields){ .args_len = src->args_len, .payload_len = src->payload_len,
+                            .timeout_len = src->timeout_len };
+        if ((src->args && !(dst->args = memdup_nul(src->args, src->args_len))) ||
+            (src->payload && !(dst->payload = memdup_nul(src->payload, src->payload_len))) ||
+            (src->timeout && !(dst->timeout = memdup_nul(src->timeout, src->timeout_len))))
+                return -ENOMEM;
         return 0;
 }
 
@@ -548,29 +553,26 @@ static int job_fields_copy(JobFields *f, const redisReply *reply, size_t i) {
  * It starts now if a process slot is free, else it waits here (WJ_READY) for one. */
 static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
         Worker *w = j->worker;
+        JobFields f = job_fields_view(reply, i + 1);
         long long attempt = 0;
-        JobFields f = {};
 
         (void) redis_reply_integer(redis_reply_element(reply, i), &attempt);
         snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
         j->log.attempt = (unsigned) attempt;
-        if (worker_running(w) - 1 >= w->queue->concurrency) { /* minus itself (starting) */
-                if (job_fields_copy(&j->ready, reply, i + 1) < 0) {
-                        log_oom(); /* its lease expires and it runs again */
-                        return job_free(j);
-                }
-                j->state = WJ_READY;
-                return;
+        /* The others: j itself is starting. */
+        if (worker_running(w) - (j->state == WJ_STARTING) < w->queue->concurrency)
+                return job_launch(j, &f);
+        if (job_fields_dup(&j->ready, &f) < 0) {
+                log_oom(); /* its lease expires and it runs again */
+                return job_free(j);
         }
-        f.args = (char *) redis_reply_string(redis_reply_element(reply, i + 1), &f.args_len);
-        f.payload = (char *) redis_reply_string(redis_reply_element(reply, i + 2), &f.payload_len);
-        f.timeout = (char *) redis_reply_string(redis_reply_element(reply, i + 3), &f.timeout_len);
-        job_launch(j, &f);
+        j->state = WJ_READY;
 }
 
 /* The oldest job waiting for a process slot starts when one is free. */
 static void worker_launch_ready(Worker *w) {
         WorkerJob *oldest = NULL;
+        JobFields f;
 
         if (worker_running(w) >= w->queue->concurrency)
                 return;
@@ -579,9 +581,12 @@ static void worker_launch_ready(Worker *w) {
                         oldest = j; /* the list is newest first */
         if (!oldest)
                 return;
+        /* Taken out first: launching may end (and free) the job. */
+        f = oldest->ready;
+        oldest->ready = (JobFields){};
         oldest->state = WJ_STARTING;
-        job_launch(oldest, &oldest->ready);
-        job_fields_done(&oldest->ready);
+        job_launch(oldest, &f);
+        job_fields_done(&f);
 }
 
 /* Jobs waiting here go back to the queue (pause, drain). */
@@ -794,6 +799,7 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
                                 else if (j->state == WJ_READY ||
                                          (j->state == WJ_FINISHING && !j->inflight))
                                         job_free(j);
+                                break; /* j may be gone */
                         }
         }
         for (WorkerJob *j = w->jobs, *next; j; j = next) {
