@@ -1,6 +1,5 @@
 #include "results.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -11,6 +10,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "fsutil.h"
 #include "http.h"
 #include "job.h"
 #include "keys.h"
@@ -18,7 +18,6 @@
 #include "record.h"
 #include "redis.h"
 #include "service.h"
-#include "fsutil.h"
 #include "strutil.h"
 
 #define GATHER_COUNT "256"
