@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "ctl.h"
+#include "event-fixture.h"
 
 #define MAX_CLIENTS 48
 #define LOOP_TIMEOUT_USEC (10 * USEC_PER_SEC)
@@ -36,7 +37,6 @@ typedef struct Fixture {
         CtlServer *server;
         Client clients[MAX_CLIENTS];
         size_t n_clients;
-        bool deadline_hit;
         unsigned fd_target;
         /* what the handlers saw */
         unsigned pause_calls;
@@ -136,28 +136,6 @@ static const CtlRoute routes[] = {
 
 /* ---- the loop and the clients ---------------------------------------------------------- */
 
-static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata) {
-        F.deadline_hit = true;
-        return 0;
-}
-
-/* Runs the loop until pred() holds; false when timeout_usec passed first. */
-static bool loop_until(bool (*pred)(void), uint64_t timeout_usec) {
-        sd_event_source *deadline = NULL;
-
-        F.deadline_hit = false;
-        ck_assert_int_ge(sd_event_add_time_relative(F.event, &deadline, CLOCK_MONOTONIC,
-                                                    timeout_usec, 1, on_deadline, NULL), 0);
-        while (!pred() && !F.deadline_hit)
-                ck_assert_int_ge(sd_event_run(F.event, UINT64_MAX), 0);
-        sd_event_source_disable_unref(deadline);
-        return !F.deadline_hit;
-}
-
-static bool never(void) {
-        return false;
-}
-
 static bool all_clients_done(void) {
         for (size_t i = 0; i < F.n_clients; i++)
                 if (F.clients[i].fd >= 0 && !F.clients[i].done)
@@ -183,7 +161,7 @@ static bool fds_at_target(void) {
 /* Runs the loop until this process has exactly n fds open (the server's included). */
 static void loop_until_fds(unsigned n, uint64_t timeout_usec) {
         F.fd_target = n;
-        ck_assert_msg(loop_until(fds_at_target, timeout_usec), "%u fds open, expected %u",
+        ck_assert_msg(event_run_until(F.event, fds_at_target, timeout_usec), "%u fds open, expected %u",
                       count_fds(), n);
 }
 
@@ -274,11 +252,11 @@ static bool watched_done(void) {
 static void loop_until_done(Client *first, size_t n) {
         watch_first = first;
         watch_n = n;
-        ck_assert_msg(loop_until(watched_done, LOOP_TIMEOUT_USEC), "clients timed out");
+        ck_assert_msg(event_run_until(F.event, watched_done, LOOP_TIMEOUT_USEC), "clients timed out");
 }
 
 static void run_clients(void) {
-        ck_assert_msg(loop_until(all_clients_done, LOOP_TIMEOUT_USEC), "clients timed out");
+        ck_assert_msg(event_run_until(F.event, all_clients_done, LOOP_TIMEOUT_USEC), "clients timed out");
 }
 
 /* The reply is exactly this, and the connection then ended cleanly. */
@@ -345,7 +323,7 @@ static void setup(void) {
         ck_assert_int_eq(ctl_server_new(F.event, make_listener(F.sock), routes, ELEMENTSOF(routes),
                                         NULL, &F.server), 0);
         /* sd-event opens its timerfd with the first timer: before any test counts fds. */
-        loop_until(never, USEC_PER_MSEC);
+        event_run_until(F.event, event_never, USEC_PER_MSEC);
 }
 
 static void teardown(void) {
@@ -648,11 +626,11 @@ START_TEST(test_content_length_discarded) {
         unrouted = client_new("POST /nope HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
         free(max);
 
-        loop_until(never, 200 * USEC_PER_MSEC);
+        event_run_until(F.event, event_never, 200 * USEC_PER_MSEC);
         ck_assert(!slow->done);
         ck_assert_uint_eq(F.pause_calls, 3);
         client_send(slow, "45678", 5);
-        loop_until(never, 100 * USEC_PER_MSEC);
+        event_run_until(F.event, event_never, 100 * USEC_PER_MSEC);
         ck_assert(!slow->done);
         ck_assert_uint_eq(F.pause_calls, 3);
         client_send(slow, "9", 1);
@@ -744,7 +722,7 @@ START_TEST(test_client_goes_away) {
         /* The three were accepted together (they were queued before the loop ran): once the
          * big reply was attempted, all of them are the server's, and then all are closed. */
         F.fd_target = fds;
-        ck_assert(loop_until(big_called_and_fds_back, CTL_DEADLINE_USEC / 2));
+        ck_assert(event_run_until(F.event, big_called_and_fds_back, CTL_DEADLINE_USEC / 2));
         ck_assert_uint_eq(F.big_calls, 1);
 
         ok = client_new("GET /v1/worker HTTP/1.1\r\n\r\n");

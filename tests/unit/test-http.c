@@ -15,6 +15,7 @@
 #include <systemd/sd-event.h>
 #include <time.h>
 
+#include "event-fixture.h"
 #include "http.h"
 
 #define MAX_BODY 64
@@ -58,7 +59,6 @@ typedef struct Fixture {
         int done_fd;            /* eventfd: a client thread finished */
         sd_event_source *done_source;
         unsigned clients_done;
-        bool deadline_hit;
         /* what the handlers saw */
         unsigned echo_calls;
         unsigned aborts;
@@ -323,28 +323,6 @@ static int on_client_done(sd_event_source *src, int fd, uint32_t revents, void *
         return 0;
 }
 
-static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata) {
-        F.deadline_hit = true;
-        return 0;
-}
-
-/* Runs the loop until pred() holds; false when the deadline came first. */
-static bool loop_until(bool (*pred)(void), uint64_t timeout_usec) {
-        sd_event_source *deadline = NULL;
-
-        F.deadline_hit = false;
-        ck_assert_int_ge(sd_event_add_time_relative(F.event, &deadline, CLOCK_MONOTONIC,
-                                                    timeout_usec, 1, on_deadline, NULL), 0);
-        while (!pred() && !F.deadline_hit)
-                ck_assert_int_ge(sd_event_run(F.event, UINT64_MAX), 0);
-        sd_event_source_disable_unref(deadline);
-        return !F.deadline_hit;
-}
-
-static bool never(void) {
-        return false;
-}
-
 static unsigned clients_started(void) {
         unsigned n = 0;
         for (size_t i = 0; i < MAX_CLIENTS; i++)
@@ -367,7 +345,7 @@ static void clients_join(void) {
 /* Starts client 0, runs the loop until every started client is done, joins them. */
 static void run_clients(void) {
         client_start(0);
-        ck_assert_msg(loop_until(all_clients_done, LOOP_TIMEOUT_USEC), "clients timed out");
+        ck_assert_msg(event_run_until(F.event, all_clients_done, LOOP_TIMEOUT_USEC), "clients timed out");
         clients_join();
 }
 
@@ -623,9 +601,9 @@ START_TEST(test_long_poll) {
 
         /* The quick client starts once the first request is parked. */
         client_start(0);
-        ck_assert(loop_until(request_kept, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, request_kept, LOOP_TIMEOUT_USEC));
         client_start(1);
-        ck_assert(loop_until(all_clients_done, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, all_clients_done, LOOP_TIMEOUT_USEC));
         clients_join();
         ck_assert_int_eq(w->code, CURLE_OK);
         ck_assert_int_eq(w->status, 200);
@@ -662,11 +640,11 @@ START_TEST(test_client_disconnect) {
         h->timeout_ms = 300;
         run_clients();
         ck_assert_int_eq(h->code, CURLE_OPERATION_TIMEDOUT);
-        ck_assert(loop_until(one_abort, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, one_abort, LOOP_TIMEOUT_USEC));
         ck_assert_ptr_null(F.kept);
         /* Nothing more happens to it: still exactly one abort a while later, and the server
          * closed its end of the connection. */
-        loop_until(never, 300 * USEC_PER_MSEC);
+        event_run_until(F.event, event_never, 300 * USEC_PER_MSEC);
         ck_assert_uint_eq(F.aborts, 1);
         ck_assert_uint_eq(count_fds(), fds);
 
@@ -688,9 +666,9 @@ START_TEST(test_wait_disconnect_cancels_reply) {
         w->timeout_ms = 50;
         run_clients();
         ck_assert_int_eq(w->code, CURLE_OPERATION_TIMEDOUT);
-        ck_assert(loop_until(one_abort, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, one_abort, LOOP_TIMEOUT_USEC));
         ck_assert_ptr_null(F.reply_timer);
-        loop_until(never, 400 * USEC_PER_MSEC);
+        event_run_until(F.event, event_never, 400 * USEC_PER_MSEC);
         ck_assert_uint_eq(F.aborts, 1);
 }
 END_TEST
@@ -699,10 +677,10 @@ START_TEST(test_free_with_kept_request) {
         Call *h = call_add(0, "GET", "/v1/hang");
 
         client_start(0);
-        ck_assert(loop_until(request_kept, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, request_kept, LOOP_TIMEOUT_USEC));
         F.server = http_server_free(F.server);
         ck_assert_uint_eq(F.aborts, 1);
-        ck_assert(loop_until(all_clients_done, LOOP_TIMEOUT_USEC));
+        ck_assert(event_run_until(F.event, all_clients_done, LOOP_TIMEOUT_USEC));
         clients_join();
         ck_assert_int_ne(h->code, CURLE_OK);
         ck_assert_int_ne(h->code, CURLE_OPERATION_TIMEDOUT);
