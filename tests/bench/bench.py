@@ -293,12 +293,11 @@ class Bench:
 
     # --- submitting and waiting --------------------------------------------------------------
     def submit_each(self, queue: str, first: int, count: int) -> tuple[list[str], list[str], float]:
-        """`tasactl submit --each --json`: returns (ids, batch ids, seconds the command took)."""
+        """`tasactl submit --each --json`: returns (ids, batch ids, the time it was started)."""
         data = "".join(f"{i}\n" for i in range(first, first + count)).encode()
         t0 = time.time()
         out = self.env.tasactl_ok("submit", "--each", queue, input=data, json_out=True,
                                   timeout=600)
-        dt = time.time() - t0
         ids, batches = [], []
         for line in out.decode().splitlines():
             o = json.loads(line)
