@@ -63,7 +63,7 @@ struct WorkerJob {
         JobRun *run;
         JobResult *result;
         bool lost;        /* lease lost: the result is discarded */
-        bool release;     /* interrupted by the drain timeout: give back, not finish */
+        const char *release; /* give back, not finish, and why (static); NULL: finish */
         bool inflight;    /* finish/release script sent, no answer yet */
         unsigned take;    /* jobs the finish in flight takes beyond this job's own slot */
         char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
@@ -148,7 +148,6 @@ static unsigned worker_free_slots(const Worker *w) {
         return used >= cap ? 0 : (unsigned) (cap - used);
 }
 
-static unsigned worker_running(const Worker *w);
 
 /* --- STATUS= ----------------------------------------------------------------------------- */
 
@@ -305,7 +304,7 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
                 return;
         }
         if (j->release) {
-                log_job(LOG_NOTICE, &j->log, "Job interrupted by the drain timeout and given back to the queue.");
+                log_job(LOG_NOTICE, &j->log, "Job given back to the queue: %s.", j->release);
                 job_free(j);
                 return;
         }
@@ -549,16 +548,22 @@ static int job_fields_dup(JobFields *dst, const JobFields *src) {
         return 0;
 }
 
-/* The attempt the script leased is element i of reply, its args, payload and timeout follow.
- * It starts now if a process slot is free, else it waits here (WJ_READY) for one. */
-static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
-        Worker *w = j->worker;
-        JobFields f = job_fields_view(reply, i + 1);
+/* The attempt the script leased: element i of reply. */
+static void job_set_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
         long long attempt = 0;
 
         (void) redis_reply_integer(redis_reply_element(reply, i), &attempt);
         snprintf(j->attempt, sizeof(j->attempt), "%lld", attempt);
         j->log.attempt = (unsigned) attempt;
+}
+
+/* The attempt the script leased is element i of reply, its args, payload and timeout follow.
+ * It starts now if a process slot is free, else it waits here (WJ_READY) for one. */
+static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
+        Worker *w = j->worker;
+        JobFields f = job_fields_view(reply, i + 1);
+
+        job_set_attempt(j, reply, i);
         /* The others: j itself is starting. */
         if (worker_running(w) - (j->state == WJ_STARTING) < w->queue->concurrency)
                 return job_launch(j, &f);
@@ -594,7 +599,8 @@ static void worker_give_back_ready(Worker *w) {
         for (WorkerJob *j = w->jobs; j; j = j->next)
                 if (j->state == WJ_READY) {
                         job_fields_done(&j->ready);
-                        j->release = true;
+                        j->release = w->draining ? "taken ahead, and the worker is stopping"
+                                                 : "taken ahead, and the worker was paused";
                         j->state = WJ_FINISHING;
                         job_send_result(j);
                 }
@@ -657,45 +663,6 @@ static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, vo
         worker_fetch(w);
 }
 
-/* Jobs a take brought while we were pausing or draining go back to the queue at once, without
- * counting an attempt (as release does for the jobs a drain interrupts). */
-static void worker_give_back(Worker *w, const redisReply *list) {
-        size_t n = list->elements / TAKE_FIELDS, k = 0;
-        _cleanup_free_ const char **argv = calloc(6 + 3 * n, sizeof(char *));
-        _cleanup_strv_free_ char **keys = calloc(n + 1, sizeof(char *));
-        char (*attempts)[24] = NULL;
-
-        attempts = calloc(n, sizeof(*attempts));
-        if (!argv || !keys || !attempts) {
-                free(attempts);
-                return (void) log_oom();
-        }
-        argv[k++] = w->proc_key;
-        argv[k++] = w->keys->ready;
-        argv[k++] = w->keys->leases;
-        argv[k++] = w->keys->workers;
-        for (size_t i = 0; i < n; i++) {
-                keys[i] = queue_key_job(w->keys, list->element[i * TAKE_FIELDS]->str);
-                if (!keys[i]) {
-                        free(attempts);
-                        return (void) log_oom();
-                }
-                argv[k++] = keys[i];
-        }
-        argv[k++] = w->id;
-        argv[k++] = "0";
-        for (size_t i = 0; i < n; i++) {
-                long long a = 0;
-
-                (void) redis_reply_integer(list->element[i * TAKE_FIELDS + 1], &a);
-                snprintf(attempts[i], sizeof(attempts[i]), "%lld", a);
-                argv[k++] = list->element[i * TAKE_FIELDS]->str;
-                argv[k++] = attempts[i];
-        }
-        (void) redis_script(w->cmd, SCRIPT_RELEASE, NULL, NULL, (int) (4 + n), (int) k, argv, NULL);
-        free(attempts);
-}
-
 /* The jobs a take (or a finish) brought: `asked` jobs were asked for (0: none). */
 static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked) {
         size_t got = list && list->type == REDIS_REPLY_ARRAY ? list->elements / TAKE_FIELDS : 0;
@@ -705,18 +672,24 @@ static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked)
         for (size_t i = 0; i < got; i++)
                 if (!redis_reply_string(list->element[i * TAKE_FIELDS], NULL))
                         got = 0; /* malformed: nothing of it is trusted (its leases expire) */
-        if (got > 0 && (w->draining || w->paused))
-                worker_give_back(w, list);
-        else
-                for (size_t i = 0; i < got; i++) {
-                        WorkerJob *j = job_new(w, list->element[i * TAKE_FIELDS]->str);
+        for (size_t i = 0; i < got; i++) {
+                WorkerJob *j = job_new(w, list->element[i * TAKE_FIELDS]->str);
 
-                        if (!j) { /* its lease expires and the scheduler requeues it */
-                                log_oom();
-                                continue;
-                        }
-                        job_start_attempt(j, list, i * TAKE_FIELDS + 1);
+                if (!j) { /* its lease expires and the scheduler requeues it */
+                        log_oom();
+                        continue;
                 }
+                if (!w->draining && !w->paused) {
+                        job_start_attempt(j, list, i * TAKE_FIELDS + 1);
+                        continue;
+                }
+                /* Taken while pausing or draining: back to the queue at once, without counting
+                 * an attempt. */
+                job_set_attempt(j, list, i * TAKE_FIELDS + 1);
+                j->state = WJ_READY;
+        }
+        if (w->draining || w->paused)
+                worker_give_back_ready(w);
         worker_fetch(w);
         worker_check_drained(w);
 }
@@ -951,7 +924,7 @@ static int on_drain_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
                     "them back to the queue.", w->n_jobs);
         for (WorkerJob *j = w->jobs; j; j = j->next)
                 if (j->run) {
-                        j->release = true;
+                        j->release = "interrupted by the drain timeout";
                         job_run_stop(j->run, "released", false);
                 }
         /* Last chance: stop waiting after the kill grace and a few round trips. */
