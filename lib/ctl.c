@@ -2,9 +2,9 @@
  *
  * A connection's life, all of it inside CTL_DEADLINE_USEC from accept:
  *  1. the head is read into a fixed buffer of CTL_HEAD_MAX bytes and checked byte by byte as
- *     it arrives (head_scan), so that a bad byte or line end is refused at once instead of
+ *     it arrives (http_head_scan(), lib/http-head.c), so that a bad byte or line end is refused at once instead of
  *     waiting for a blank line that may never come;
- *  2. once the blank line is in, the head is parsed in place (head_parse); what cannot be
+ *  2. once the blank line is in, the head is parsed in place (http_head_parse()); what cannot be
  *     served (400, 413, 431, 501, 505) is answered now;
  *  3. the Content-Length body is read and thrown away, so that the client, which may block
  *     while sending it, gets to read the reply;
@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <systemd/sd-event.h>
 
+#include "http-head.h"
 #include "http-json.h"
 #include "log.h"
 
@@ -47,21 +48,6 @@ typedef enum CtlState {
         CTL_WRITE,
 } CtlState;
 
-/* Where head_scan() goes on when more bytes come. */
-typedef struct CtlScan {
-        size_t pos;
-        size_t line_start;
-} CtlScan;
-
-/* A parsed head; the strings point into the head buffer. */
-typedef struct CtlHead {
-        const char *method;
-        const char *path;
-        uint64_t content_length;        /* saturated at UINT64_MAX */
-        bool has_content_length;
-        bool has_transfer_encoding;
-} CtlHead;
-
 /* One connection, which carries exactly one request. */
 struct CtlRequest {
         CtlServer *server;
@@ -74,7 +60,7 @@ struct CtlRequest {
         struct ucred peer;
         char head[CTL_HEAD_MAX];
         size_t head_len;
-        CtlScan scan;
+        HttpHeadScan scan;
         const char *method;             /* into head[] */
         const char *path;
         uint64_t body_left;             /* body bytes still to be read and dropped */
@@ -97,40 +83,7 @@ struct CtlServer {
         size_t n_requests;
 };
 
-/* ---- parsing the head (pure: bytes in, values out) ------------------------------------ */
-
-static bool is_ctl_byte(unsigned char c) {
-        return (c < 0x20 && c != '\t') || c == 0x7f;
-}
-
-/* Checks head[scan->pos..len) as it arrives: no control byte but HT (so no NUL), every CR
- * followed by LF and every LF preceded by CR (bare LF is refused, consistently). Returns the
- * length of the head through its blank line once that is in, 0 while more is needed, or
- * -EBADMSG with *ret_why. */
-static int head_scan(const char *head, size_t len, CtlScan *scan, const char **ret_why) {
-        size_t i;
-
-        for (i = scan->pos; i < len; i++) {
-                unsigned char c = (unsigned char) head[i];
-
-                if (c == '\r') {
-                        if (i + 1 == len)
-                                break;  /* its LF is yet to come */
-                        if (head[i + 1] != '\n')
-                                return *ret_why = "Bare CR in the request head", -EBADMSG;
-                        if (i == scan->line_start)
-                                return (int) (i + 2);
-                        scan->line_start = i + 2;
-                        i++;
-                } else if (c == '\n')
-                        return *ret_why = "Bare LF in the request head (lines end in CRLF)",
-                               -EBADMSG;
-                else if (is_ctl_byte(c))
-                        return *ret_why = "Control byte in the request head", -EBADMSG;
-        }
-        scan->pos = i;
-        return 0;
-}
+/* ---- the head: lib/http-head.c, with this server's policy -------------------------------- */
 
 static size_t span_upper(const char *s) {
         size_t n = 0;
@@ -149,125 +102,17 @@ static size_t span_visible(const char *s) {
         return n;
 }
 
-static bool is_tchar(char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               (c != '\0' && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* http_head_parse(), then what this server does not serve: any Transfer-Encoding
+ * (-EOPNOTSUPP, 501) and bodies above CTL_BODY_MAX (-EFBIG, 413). */
+static int head_parse(char *head, size_t len, HttpHead *ret, const char **ret_why) {
+        int r = http_head_parse(head, len, ret, ret_why);
 
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-/* 0 for HTTP/1.0 and HTTP/1.1, -EPROTONOSUPPORT for another well-formed version. */
-static int version_check(const char *v, const char **ret_why) {
-        if (streq(v, "HTTP/1.1") || streq(v, "HTTP/1.0"))
-                return 0;
-        if (strlen(v) == 8 && strncmp(v, "HTTP/", 5) == 0 && is_digit(v[5]) && v[6] == '.' &&
-            is_digit(v[7]))
-                return *ret_why = "HTTP version not supported (HTTP/1.0 and HTTP/1.1 are)",
-                       -EPROTONOSUPPORT;
-        return *ret_why = "Malformed request line", -EBADMSG;
-}
-
-/* "METHOD SP TARGET SP VERSION"; the method and the path (the target up to '?') become
- * NUL-terminated in place. */
-static int request_line_parse(char *line, CtlHead *h, const char **ret_why) {
-        size_t n = span_upper(line), m;
-        char *target, *query;
-        int r;
-
-        if (n < 1 || n > CTL_METHOD_MAX || line[n] != ' ')
-                return *ret_why = "Malformed request line", -EBADMSG;
-        target = line + n + 1;
-        m = span_visible(target);
-        if (target[0] != '/' || target[m] != ' ')
-                return *ret_why = "Malformed request line", -EBADMSG;
-        r = version_check(target + m + 1, ret_why);
         if (r < 0)
                 return r;
-        line[n] = '\0';
-        query = memchr(target, '?', m);
-        *(query ?: target + m) = '\0';
-        h->method = line;
-        h->path = target;
-        return 0;
-}
-
-/* Digits only; saturates at UINT64_MAX (far above any limit). */
-static int length_parse(const char *s, uint64_t *ret) {
-        uint64_t v = 0;
-
-        if (*s == '\0')
-                return -EINVAL;
-        for (; *s; s++) {
-                if (!is_digit(*s))
-                        return -EINVAL;
-                v = v > (UINT64_MAX - 9) / 10 ? UINT64_MAX : v * 10 + (uint64_t) (*s - '0');
-        }
-        *ret = v;
-        return 0;
-}
-
-static int content_length_parse(const char *value, CtlHead *h, const char **ret_why) {
-        uint64_t len;
-
-        if (length_parse(value, &len) < 0)
-                return *ret_why = "Malformed Content-Length", -EBADMSG;
-        if (h->has_content_length && h->content_length != len)
-                return *ret_why = "Conflicting Content-Length headers", -EBADMSG;
-        h->content_length = len;
-        h->has_content_length = true;
-        return 0;
-}
-
-/* "Name: value" with optional whitespace around the value; only the two headers that decide
- * how much to read matter here. */
-static int header_parse(char *line, CtlHead *h, const char **ret_why) {
-        size_t n = 0;
-        char *value, *end;
-
-        if (line[0] == ' ' || line[0] == '\t')
-                return *ret_why = "Obsolete line folding in the request head", -EBADMSG;
-        while (is_tchar(line[n]))
-                n++;
-        if (n == 0 || line[n] != ':')
-                return *ret_why = "Malformed header line", -EBADMSG;
-        line[n] = '\0';
-        value = line + n + 1 + strspn(line + n + 1, " \t");
-        end = value + strlen(value);
-        while (end > value && (end[-1] == ' ' || end[-1] == '\t'))
-                *--end = '\0';
-
-        if (strcasecmp(line, "Content-Length") == 0)
-                return content_length_parse(value, h, ret_why);
-        if (strcasecmp(line, "Transfer-Encoding") == 0)
-                h->has_transfer_encoding = true;
-        return 0;
-}
-
-/* Parses a complete head of len bytes that head_scan() accepted (so CRLF line ends, no control
- * bytes, the last line blank), in place. -EBADMSG (400), -EPROTONOSUPPORT (505), -EOPNOTSUPP
- * (501: a Transfer-Encoding) or -EFBIG (413), each with *ret_why. */
-static int head_parse(char *head, size_t len, CtlHead *ret, const char **ret_why) {
-        CtlHead h = {};
-        char *line = head, *eol;
-        int r;
-
-        for (bool first = true;; first = false) {
-                eol = memchr(line, '\r', len - (size_t) (line - head));
-                *eol = '\0';
-                if (eol == line && !first)
-                        break;
-                r = first ? request_line_parse(line, &h, ret_why) : header_parse(line, &h, ret_why);
-                if (r < 0)
-                        return r;
-                line = eol + 2;
-        }
-        if (h.has_transfer_encoding)
+        if (ret->n_transfer_encoding > 0)
                 return *ret_why = "Transfer-Encoding is not supported", -EOPNOTSUPP;
-        if (h.content_length > CTL_BODY_MAX)
+        if (ret->content_length > CTL_BODY_MAX)
                 return *ret_why = "Request body is larger than 4096 bytes", -EFBIG;
-        *ret = h;
         return 0;
 }
 
@@ -495,6 +340,7 @@ static int head_refuse(CtlRequest *req, int error, const char *why) {
                 { -EBADMSG, 400, "bad-request" },
                 { -EFBIG, 413, "too-large" },
                 { -EMSGSIZE, 431, "header-too-large" },
+                { -E2BIG, 431, "header-too-large" },
                 { -EOPNOTSUPP, 501, "not-implemented" },
                 { -EPROTONOSUPPORT, 505, "version-not-supported" },
         };
@@ -507,7 +353,7 @@ static int head_refuse(CtlRequest *req, int error, const char *why) {
 
 static int head_complete(CtlRequest *req, size_t len) {
         const char *why = NULL;
-        CtlHead h;
+        HttpHead h;
         int r;
 
         r = head_parse(req->head, len, &h, &why);
@@ -529,7 +375,7 @@ static int head_receive(CtlRequest *req) {
         int r;
 
         for (;;) {
-                r = head_scan(req->head, req->head_len, &req->scan, &why);
+                r = http_head_scan(req->head, req->head_len, SIZE_MAX, &req->scan, &why);
                 if (r != 0)
                         break;
                 if (req->head_len == CTL_HEAD_MAX)
