@@ -768,6 +768,21 @@ static int validate_backoff_max(const ConfigItem *it, void *obj, const config_se
         return 0;
 }
 
+/* The bodies held at once include any one body; unset, it grows with max_request. */
+static int validate_max_request_buffered(const ConfigItem *it, void *obj,
+                                         const config_setting_t *s, Problem *p) {
+        TasadConfig *c = obj;
+        char a[32], b[32];
+
+        if (!s && c->max_request_buffered < c->max_request)
+                c->max_request_buffered = c->max_request;
+        if (c->max_request_buffered < c->max_request)
+                return problem(p, s, "%s is less than max_request (%s)",
+                               format_size(a, sizeof(a), c->max_request_buffered),
+                               format_size(b, sizeof(b), c->max_request));
+        return 0;
+}
+
 /* ---- tasad.conf ---- */
 
 #define SEC(n) ((n) * USEC_PER_SEC)
@@ -809,6 +824,14 @@ static const ConfigItem tasad_schema[] = {
           .max = DAY(365) },
         { "max_request", CONFIG_SIZE, T(max_request), .def = MIB(64), .min = KIB(1),
           .max = GIB(1) },
+        { "max_request_buffered", CONFIG_SIZE, T(max_request_buffered), .def = MIB(256),
+          .min = KIB(1), .max = GIB(64), .validate = validate_max_request_buffered },
+        { "http_timeout", CONFIG_DURATION, T(http_timeout_usec), .def = SEC(10),
+          .min = 10 * USEC_PER_MSEC, .max = MIN_(10) },
+        { "http_max_connections", CONFIG_UINT, T(http_max_connections), .def = 512, .min = 1,
+          .max = 65536 },
+        { "http_max_connections_per_host", CONFIG_UINT, T(http_max_connections_per_host),
+          .def = 64, .min = 1, .max = 65536 },
         { "redis_timeout", CONFIG_DURATION, T(redis_timeout_usec), .def = SEC(10),
           .min = USEC_PER_MSEC, .max = MIN_(10) },
 };

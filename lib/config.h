@@ -37,6 +37,13 @@ typedef struct TasadConfig {
                                          * <work_dir>/<queue>/, default /var/lib/tasad/work */
         uint64_t retention_usec;        /* "retention", finished job records in Redis, default 7d */
         uint64_t max_request;           /* "max_request", HTTP body limit, default 64M */
+        uint64_t max_request_buffered;  /* "max_request_buffered", all bodies held at once,
+                                         * default 256M, >= max_request */
+        uint64_t http_timeout_usec;     /* "http_timeout": a request head, a pause in a body
+                                         * or in taking a reply, default 10s */
+        unsigned http_max_connections;  /* "http_max_connections", per daemon, default 512 */
+        unsigned http_max_connections_per_host; /* "http_max_connections_per_host", per
+                                                 * client address on TCP, default 64 */
         uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
 } TasadConfig;
 

@@ -1,52 +1,87 @@
-/* HTTP+JSON server: libmicrohttpd driven by sd-event, without threads (see http.h).
+/* HTTP/1.1 + JSON API server on sd-event (see http.h).
  *
- * MHD runs in "external epoll" mode: its epoll fd is an sd-event io source and MHD_run() is
- * called when it is readable; one sd-event timer is re-armed from MHD_get_timeout() after every
- * run, and fires at once ("run soon") after a connection was resumed from outside MHD.
+ * Why not libmicrohttpd (which this replaced): it could not be made to hold what an API facing
+ * untrusted clients must. It answered its own errors (400, 414, 431, 505) with HTML pages, took
+ * the first of conflicting Content-Length headers (a request-smuggling risk behind a proxy),
+ * served a path cut short at a NUL, accepted HTTP/1.1 without Host, had no deadline for a
+ * request head, reset the connection of a body somewhat above the limit instead of answering
+ * 413, and counted connections only globally (no per-client limit, no priority for clients
+ * that authenticated). The worker's control socket already ran on our own small server
+ * (ctl.c); this one shares its head decoder (http-head.c) and adds keep-alive, bodies read
+ * incrementally, TCP listeners with per-address limits and token checks, and long polls.
  *
- * A request's life:
- *  1. headers received: the path is split and %-decoded, the route looked up; unknown path →
- *     404, other method → 405, bad %-escape → 400. These replies are queued before the body is
- *     read (MHD then closes the connection).
- *  2. body chunks are accumulated up to max_body; beyond that they are discarded and the
- *     request ends in 413 without reaching the handler. A Content-Length above max_body gets
- *     its 413 at once only when the client waits for "100 Continue" (or the body is absurdly
- *     large): a client already sending its body would otherwise get a broken pipe instead of
- *     the 413. Discarding stops after HTTP_DISCARD_MAX bytes by closing the connection.
- *  3. the handler runs once. It replies, or keeps the request: the connection is then
- *     suspended, and an sd-event io source watches its fd for EPOLLRDHUP, because MHD does not
- *     notice a client leaving while a connection is suspended.
- *  4. a later reply queues the response on the suspended connection and resumes it; a client
- *     that goes away first gets the owner's on_abort, once.
- *  5. MHD's "request completed" callback frees the request.
+ * A connection's life. Every step reads at most HTTP_READ_BURST bytes per wake-up, so one fast
+ * client cannot hold the loop; the io source is level-triggered and comes back.
+ *  HEAD    the head is read into conn->in (HTTP_HEAD_MAX bytes) and checked byte by byte as it
+ *          arrives (http_head_scan), within head_timeout from the connection's start (or from
+ *          the first byte of a request on a kept-alive connection, which may first be idle for
+ *          idle_timeout). Once the blank line is in, the head is copied into the request and
+ *          parsed; then, in this order: framing (Host, Transfer-Encoding vs Content-Length;
+ *          400/501), the listener's auth hook (401), the target (400), the route (404, 405),
+ *          the body's size against max_body (413) and against what max_buffered has left
+ *          (503 + Retry-After). "Expect: 100-continue" is answered only then.
+ *  BODY    a Content-Length body is read straight into a buffer of its size; a chunked one is
+ *          decoded (http_chunked_decode) and grown within the same limits. The client must
+ *          make progress at least every io_timeout.
+ *  HANDLER the route's handler runs once; a kept request waits here for its reply with only
+ *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort.
+ *  WRITE   the reply (status line, headers, body in one buffer) is written without blocking,
+ *          from the connection's own io source (also for replies made from other sources).
+ *          Then the next request is read from what is left in conn->in (keep-alive), or:
+ *  LINGER  the connection ends ("Connection: close", HTTP/1.0, or an error answered before the
+ *          body was read): the write side is shut down and what the client still sends is
+ *          read and dropped (bounded in bytes and time) before closing, so that a client still
+ *          sending its body reads its 413 instead of a reset.
+ * Every error answer is the JSON error body of docs/api.md.
  *
- * Paths are not decoded by MHD (its unescape callback is replaced by a no-op) so that "%2F"
- * inside a segment does not split it; query arguments are decoded here as well. */
-#include "strutil.h"
+ * Admission: at most max_connections connections, and on TCP at most max_connections_per_peer
+ * per client address. When a limit is reached, the oldest connection that has not yet had a
+ * request head accepted (on TCP: authenticated) is closed to make room, else the oldest idle
+ * keep-alive one; a connection that is busy with an accepted request is never pushed out. Only
+ * when every slot is busy so is the new connection refused (503). */
 #include "http.h"
 
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <microhttpd.h>
+#include <netinet/in.h>
 #include <stdarg.h>
-#include <stddef.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
+#include <time.h>
 
+#include "http-head.h"
 #include "http-json.h"
 #include "log.h"
+#include "strutil.h"
 
-/* Idle keep-alive connections are closed after this; suspended ones never time out. */
-#define HTTP_CONNECTION_TIMEOUT_SEC 60U
-#define HTTP_BODY_START 4096U
-/* Bytes beyond max_body read and thrown away so that the client gets to read its 413. */
-#define HTTP_DISCARD_MAX (16U * 1024U * 1024U)
+#define HTTP_READ_BURST (256U * 1024U)
+#define HTTP_ACCEPT_BURST 16U
+#define HTTP_ACCEPT_RETRY_USEC (100 * USEC_PER_MSEC)
+#define HTTP_TIMER_ACCURACY_USEC (10 * USEC_PER_MSEC)
+/* Closing: how long and how much of what the client still sends is dropped. */
+#define HTTP_LINGER_USEC (5 * USEC_PER_SEC)
+#define HTTP_LINGER_MAX (16U * 1024U * 1024U)
+#define HTTP_CHUNKED_START 16384U
+#define HTTP_RETRY_AFTER_SEC 1U
+
+_Static_assert(HTTP_HEAD_MAX == 8192 && HTTP_LINE_MAX == 4096, "update the 431 and 414 messages");
+
+typedef enum ConnState {
+        CONN_HEAD,
+        CONN_BODY,
+        CONN_HANDLER,
+        CONN_WRITE,
+        CONN_LINGER,
+} ConnState;
+
+/* What a connection step asks for next. */
+enum {
+        STEP_WAIT = 0,          /* for the socket (events set from the state) */
+        STEP_NEXT = 1,          /* the state changed: go on at once */
+        STEP_CLOSE = 2,         /* close it, nothing to report (client done, deadline) */
+};
 
 typedef struct HttpParam {
         const char *name;       /* points into the route's pattern, not NUL-terminated */
@@ -54,55 +89,109 @@ typedef struct HttpParam {
         const char *value;      /* points into HttpRequest.segments */
 } HttpParam;
 
+/* A client address, for the per-peer limit (IPv4-mapped IPv6 as IPv4). */
+typedef struct HttpPeer {
+        int family;             /* AF_INET, AF_INET6; AF_UNSPEC for Unix sockets */
+        uint8_t addr[16];
+} HttpPeer;
+
+typedef struct HttpListener {
+        HttpServer *server;
+        int fd;
+        sd_event_source *source;
+        bool is_unix;
+        HttpAuthHook auth;
+        void *auth_userdata;
+} HttpListener;
+
+typedef struct HttpConn HttpConn;
+
+struct HttpConn {
+        HttpServer *server;
+        HttpListener *listener;
+        HttpConn *prev, *next;  /* in accept order: the first is the oldest */
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;
+        ConnState state;
+        bool trusted;           /* a request head of it was accepted (and authenticated) */
+        bool idle;              /* in HEAD, not a byte of the next request yet */
+        bool close_after;       /* the reply being written ends the connection */
+        bool has_cred;
+        struct ucred cred;
+        HttpPeer peer;
+        uint64_t deadline;      /* CLOCK_MONOTONIC, of HEAD and LINGER */
+        uint64_t last_io;       /* last progress in BODY and WRITE */
+        uint64_t linger_left;
+        uint64_t body_left;     /* Content-Length bytes still to come */
+        HttpHeadScan scan;
+        HttpChunked chunked;
+        HttpRequest *req;       /* the request being read, handled or answered */
+        char *out;
+        size_t out_len, out_done;
+        size_t in_len;
+        char in[HTTP_HEAD_MAX];
+};
+
 struct HttpServer {
         sd_event *event;
-        struct MHD_Daemon *daemon;
-        sd_event_source *io_source;
-        sd_event_source *timer_source;
         HttpRoute *routes;
         size_t n_routes;
         void *userdata;
-        uint64_t max_body;
-        HttpAuthHook auth;      /* called before every handler, or NULL */
-        void *auth_userdata;
-        HttpRequest *requests;  /* every live request, for http_server_free() */
-        bool in_run;            /* inside MHD_run(): the timer is armed when it returns */
-        bool run_soon;          /* a connection was resumed: run MHD again at once */
-        bool freeing;
+        HttpLimits limits;
+        HttpListener *listeners[HTTP_LISTEN_MAX];
+        size_t n_listeners;
+        sd_event_source *retry_source;  /* accepting again after running out of fds */
+        HttpConn *first, *last;
+        size_t n_conns;
+        uint64_t buffered;              /* bytes of bodies reserved, against max_buffered */
 };
 
 struct HttpRequest {
         HttpServer *server;
-        struct MHD_Connection *conn;
-        HttpRequest *prev, *next;
-        int fd;                 /* the connection's socket, owned by MHD */
-        char *method;
-        char *path;             /* as received, without the query string */
+        HttpConn *conn;         /* its connection: the request never outlives it */
+        char *head;             /* a copy of the head, parsed in place into h */
+        HttpHead h;
         char **segments;        /* the path's segments, %-decoded */
         char **query;           /* decoded name, value, name, value, …, NULL */
-        size_t n_query;         /* entries in query (twice the number of arguments) */
-        int query_error;
+        size_t n_query;
         const HttpRoute *route;
         HttpParam *params;
         size_t n_params;
         uint8_t *body;          /* NUL-terminated for convenience; the NUL is not counted */
         size_t body_len;
         size_t body_alloc;
-        bool too_large;
-        uint64_t discarded;
-        bool dispatched;        /* the handler ran (or 413 was sent instead) */
+        uint64_t reserved;      /* of server->buffered */
         bool in_handler;
         bool kept;
-        bool suspended;
         bool replied;
         bool aborted;           /* on_abort was called (or is being called) */
         HttpAbortHandler on_abort;
-        const void *principal;  /* set by the auth hook */
         void *abort_userdata;
-        sd_event_source *hup_source;
+        const void *principal;
 };
 
-static int server_arm_timer(HttpServer *s);
+static void conn_free(HttpConn *c);
+static void conn_update(HttpConn *c);
+
+void http_limits_default(HttpLimits *ret) {
+        *ret = (HttpLimits) {
+                .max_body = HTTP_MAX_BODY_DEFAULT,
+                .max_buffered = HTTP_MAX_BUFFERED_DEFAULT,
+                .max_connections = HTTP_MAX_CONNECTIONS_DEFAULT,
+                .max_connections_per_peer = HTTP_MAX_CONNECTIONS_PER_PEER_DEFAULT,
+                .head_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
+                .io_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
+                .idle_timeout_usec = HTTP_IDLE_TIMEOUT_DEFAULT_USEC,
+        };
+}
+
+static uint64_t now_usec(HttpServer *s) {
+        uint64_t t = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
 
 /* ---- %-decoding and routing ------------------------------------------------------------ */
 
@@ -202,7 +291,7 @@ static int route_find(HttpRequest *req) {
 
                 if (!pattern_match(rt->pattern, req->segments, req->params, &req->n_params))
                         continue;
-                if (streq(rt->method, req->method)) {
+                if (streq(rt->method, req->h.method)) {
                         req->route = rt;
                         return 0;
                 }
@@ -248,111 +337,269 @@ static int route_validate(const HttpRoute *rt) {
         }
 }
 
-/* ---- replies ------------------------------------------------------------------------------ */
-
-static int response_new(const void *data, size_t len, enum MHD_ResponseMemoryMode mode,
-                        const char *content_type, struct MHD_Response **ret) {
-        struct MHD_Response *resp;
-
-        resp = MHD_create_response_from_buffer(len, (void *) data, mode);
-        if (!resp)
-                return -ENOMEM;
-        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-                MHD_destroy_response(resp);
-                return -ENOMEM;
-        }
-        *ret = resp;
-        return 0;
-}
-
-/* Consumes body (one reference), also on failure. */
-static int response_new_json(json_t *body, struct MHD_Response **ret) {
-        _cleanup_(json_decrefp) json_t *b = body;
-        char *text;
+static int query_append(HttpRequest *req, const char *arg, size_t len) {
+        const char *eq = memchr(arg, '=', len);
+        size_t klen = eq ? (size_t) (eq - arg) : len;
+        _cleanup_free_ char *k = NULL, *v = NULL;
+        char **q;
         int r;
 
-        if (!b)
-                return -EINVAL;
-        text = json_dumps(b, HTTP_JSON_FLAGS);
-        if (!text)
-                return -ENOMEM;
-        r = response_new(text, strlen(text), MHD_RESPMEM_MUST_FREE, "application/json", ret);
-        if (r < 0)
-                free(text);
-        return r;
-}
-
-static void request_resume(HttpRequest *req) {
-        HttpServer *s = req->server;
-
-        req->hup_source = sd_event_source_disable_unref(req->hup_source);
-        req->suspended = false;
-        MHD_resume_connection(req->conn);
-        s->run_soon = true;
-        (void) server_arm_timer(s);
-}
-
-/* Queues resp (consumed) as the reply. Callers check that req may still reply. */
-static int request_send(HttpRequest *req, unsigned status, struct MHD_Response *resp) {
-        enum MHD_Result q;
-
-        q = MHD_queue_response(req->conn, status, resp);
-        MHD_destroy_response(resp);
-        if (q != MHD_YES)
-                return -EIO;
-        req->replied = true;
-        if (req->suspended)
-                request_resume(req);
-        return 0;
-}
-
-static int request_send_error(HttpRequest *req, unsigned status, const char *code,
-                              const char *message, const char *allow) {
-        struct MHD_Response *resp;
-        int r;
-
-        r = response_new_json(http_error_body(code, message), &resp);
+        r = pct_decode(arg, klen, true, &k);
+        if (r >= 0)
+                r = pct_decode(eq ? eq + 1 : "", eq ? len - klen - 1 : 0, true, &v);
         if (r < 0)
                 return r;
-        if (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) {
-                MHD_destroy_response(resp);
+        q = realloc(req->query, (req->n_query + 3) * sizeof(char *));
+        if (!q)
                 return -ENOMEM;
-        }
-        return request_send(req, status, resp);
+        req->query = q;
+        q[req->n_query++] = TAKE_PTR(k);
+        q[req->n_query++] = TAKE_PTR(v);
+        q[req->n_query] = NULL;
+        return 0;
 }
+
+/* The path's segments and the query ("a=1&b" → a: "1", b: ""); -EINVAL for a bad %-escape. */
+static int target_parse(HttpRequest *req) {
+        int r;
+
+        r = path_split(req->h.path, &req->segments);
+        if (r < 0)
+                return r;
+        req->params = calloc(strv_length(req->segments), sizeof(HttpParam));
+        if (!req->params)
+                return -ENOMEM;
+        for (const char *p = req->h.query; p && *p;) {
+                size_t len = strcspn(p, "&");
+
+                if (len > 0) {
+                        r = query_append(req, p, len);
+                        if (r < 0)
+                                return r;
+                }
+                p += len + (p[len] == '&');
+        }
+        return 0;
+}
+
+/* ---- rendering replies ------------------------------------------------------------------ */
+
+static const struct {
+        unsigned status;
+        const char *reason;
+} reasons[] = {
+        { 200, "OK" },
+        { 201, "Created" },
+        { 400, "Bad Request" },
+        { 401, "Unauthorized" },
+        { 403, "Forbidden" },
+        { 404, "Not Found" },
+        { 405, "Method Not Allowed" },
+        { 408, "Request Timeout" },
+        { 409, "Conflict" },
+        { 413, "Content Too Large" },
+        { 414, "URI Too Long" },
+        { 431, "Request Header Fields Too Large" },
+        { 500, "Internal Server Error" },
+        { 501, "Not Implemented" },
+        { 503, "Service Unavailable" },
+        { 505, "HTTP Version Not Supported" },
+};
+
+/* The reason phrase, or "" (which HTTP/1.1 allows) for a status not in the table. */
+static const char *status_reason(unsigned status) {
+        for (size_t i = 0; i < ELEMENTSOF(reasons); i++)
+                if (reasons[i].status == status)
+                        return reasons[i].reason;
+        return "";
+}
+
+typedef struct Reply {
+        unsigned status;
+        const char *content_type;
+        const void *body;
+        size_t len;
+        bool omit_body;         /* a HEAD request: the length is told, the body not sent */
+        bool close;
+        const char *allow;      /* an Allow header (405), or NULL */
+        unsigned retry_after;   /* a Retry-After header in seconds (503), or 0 */
+} Reply;
+
+/* The whole reply, status line to body, in one new buffer. */
+static int reply_render(const Reply *rp, char **ret, size_t *ret_len) {
+        char date[64], extra[160] = "";
+        struct tm tm;
+        time_t now = time(NULL);
+        size_t n = 0, blen = rp->omit_body ? 0 : rp->len;
+        char *out;
+        int h;
+
+        if (!gmtime_r(&now, &tm) ||
+            strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+                return -EINVAL;
+        if (rp->allow)
+                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Allow: %s\r\n", rp->allow);
+        if (rp->retry_after > 0)
+                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Retry-After: %u\r\n",
+                                       rp->retry_after);
+        if (rp->close)
+                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Connection: close\r\n");
+        if (n >= sizeof(extra))
+                return -EINVAL;
+        h = asprintf(&out, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n%s\r\n", rp->status, status_reason(rp->status), date,
+                     rp->content_type, rp->len, extra);
+        if (h < 0)
+                return -ENOMEM;
+        if (blen > 0) {
+                char *o = realloc(out, (size_t) h + blen);
+                if (!o) {
+                        free(out);
+                        return -ENOMEM;
+                }
+                out = o;
+                memcpy(out + h, rp->body, blen);
+        }
+        *ret = out;
+        *ret_len = (size_t) h + blen;
+        return 0;
+}
+
+/* An error body (docs/api.md) as text; NULL when out of memory. */
+static char *error_text(const char *code, const char *message) {
+        _cleanup_(json_decrefp) json_t *j = http_error_body(code, message);
+
+        return j ? json_dumps(j, HTTP_JSON_FLAGS) : NULL;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
 
 static bool request_done(const HttpRequest *req) {
         return req->replied || req->aborted;
 }
 
-int http_reply_json(HttpRequest *req, unsigned status, json_t *body) {
-        struct MHD_Response *resp;
+static void request_release(HttpRequest *req) {
+        req->server->buffered -= req->reserved;
+        req->reserved = 0;
+        req->body = mfree(req->body);
+        req->body_len = req->body_alloc = 0;
+}
+
+/* Takes n bytes of max_buffered for req's body: -ENOBUFS when they are not there. */
+static int request_reserve(HttpRequest *req, uint64_t n) {
+        HttpServer *s = req->server;
+
+        if (n > s->limits.max_buffered - s->buffered)
+                return -ENOBUFS;
+        s->buffered += n;
+        req->reserved += n;
+        return 0;
+}
+
+static HttpRequest *request_free(HttpRequest *req) {
+        if (!req)
+                return NULL;
+        request_release(req);
+        free(req->head);
+        strv_free(req->segments);
+        strv_free(req->query);
+        free(req->params);
+        free(req);
+        return NULL;
+}
+
+/* The owner of a kept, unanswered request learns that it will never be answered. Once. */
+static void request_abort(HttpRequest *req) {
+        if (!req->kept || request_done(req))
+                return;
+        req->aborted = true;
+        if (req->on_abort)
+                req->on_abort(req, req->abort_userdata);
+}
+
+/* A request of the head in c->in[0..len), copied and parsed. */
+static int request_new(HttpConn *c, size_t len, HttpRequest **ret, const char **ret_why) {
+        HttpRequest *req;
         int r;
 
-        if (!req || request_done(req)) {
-                json_decref(body);
-                return req ? -EALREADY : -EINVAL;
+        req = calloc(1, sizeof(HttpRequest));
+        if (!req)
+                return -ENOMEM;
+        *req = (HttpRequest) { .server = c->server, .conn = c };
+        req->head = malloc(len);
+        if (!req->head) {
+                free(req);
+                return -ENOMEM;
         }
-        r = response_new_json(body, &resp);
+        memcpy(req->head, c->in, len);
+        r = http_head_parse(req->head, len, &req->h, ret_why);
+        if (r < 0) {
+                request_free(req);
+                return r;
+        }
+        *ret = req;
+        return 0;
+}
+
+/* Makes the reply; it is written from the connection's own io source. Callers check that req
+ * may still reply. */
+static int request_reply(HttpRequest *req, Reply *rp) {
+        HttpConn *c = req->conn;
+        int r;
+
+        rp->omit_body = streq(req->h.method, "HEAD");
+        rp->close = c->close_after;
+        r = reply_render(rp, &c->out, &c->out_len);
         if (r < 0)
                 return r;
-        return request_send(req, status, resp);
+        c->out_done = 0;
+        req->replied = true;
+        request_release(req);
+        c->state = CONN_WRITE;
+        c->last_io = now_usec(c->server);
+        if (!req->in_handler)
+                conn_update(c);
+        return 0;
+}
+
+static int request_reply_error(HttpRequest *req, unsigned status, const char *code,
+                               const char *message) {
+        _cleanup_free_ char *text = error_text(code, message);
+        Reply rp = { .status = status, .content_type = "application/json" };
+
+        if (!text)
+                return -ENOMEM;
+        rp.body = text;
+        rp.len = strlen(text);
+        return request_reply(req, &rp);
 }
 
 int http_reply_bytes(HttpRequest *req, unsigned status, const char *content_type,
                      const void *data, size_t len) {
-        struct MHD_Response *resp;
-        int r;
+        Reply rp = { .status = status, .content_type = content_type ?: "application/octet-stream",
+                     .body = data, .len = len };
 
         if (!req || (!data && len > 0))
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
-        r = response_new(data, len, MHD_RESPMEM_MUST_COPY,
-                         content_type ?: "application/octet-stream", &resp);
-        if (r < 0)
-                return r;
-        return request_send(req, status, resp);
+        return request_reply(req, &rp);
+}
+
+int http_reply_json(HttpRequest *req, unsigned status, json_t *body) {
+        _cleanup_(json_decrefp) json_t *b = body;
+        _cleanup_free_ char *text = NULL;
+
+        if (!req)
+                return -EINVAL;
+        if (request_done(req))
+                return -EALREADY;
+        if (!b)
+                return -EINVAL;
+        text = json_dumps(b, HTTP_JSON_FLAGS);
+        if (!text)
+                return -ENOMEM;
+        return http_reply_bytes(req, status, "application/json", text, strlen(text));
 }
 
 int http_reply_error(HttpRequest *req, unsigned status, const char *code, const char *format,
@@ -370,343 +617,977 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        return request_send_error(req, status, code, message, NULL);
+        return request_reply_error(req, status, code, message);
 }
 
-/* ---- requests ----------------------------------------------------------------------------- */
+/* ---- errors the server answers itself ------------------------------------------------------ */
 
-static HttpRequest *request_free(HttpRequest *req) {
-        HttpServer *s;
+typedef struct Refusal {
+        unsigned status;
+        const char *code;
+        const char *message;
+        const char *allow;
+        unsigned retry_after;
+} Refusal;
 
-        if (!req)
-                return NULL;
-        s = req->server;
-        if (req->prev)
-                req->prev->next = req->next;
-        else if (s->requests == req)
-                s->requests = req->next;
-        if (req->next)
-                req->next->prev = req->prev;
-        sd_event_source_disable_unref(req->hup_source);
-        free(req->method);
-        free(req->path);
-        strv_free(req->segments);
-        strv_free(req->query);
-        free(req->params);
-        free(req->body);
-        free(req);
-        return NULL;
-}
+/* Answers rf and ends the connection after the reply (the request, if any, is dropped). What
+ * the client still sends is dropped: the rest of a declared body (at most max_body +
+ * HTTP_LINGER_MAX), else up to HTTP_LINGER_MAX bytes. */
+static int conn_refuse(HttpConn *c, const Refusal *rf) {
+        _cleanup_free_ char *text = error_text(rf->code, rf->message);
+        Reply rp = { .status = rf->status, .content_type = "application/json", .close = true,
+                     .allow = rf->allow, .retry_after = rf->retry_after };
+        int r;
 
-/* The owner of a kept, unanswered request learns that it will never be answered. Once. */
-static void request_abort(HttpRequest *req) {
-        if (!req->kept || request_done(req))
-                return;
-        req->aborted = true;
-        if (req->on_abort)
-                req->on_abort(req, req->abort_userdata);
-}
-
-static int request_new(HttpServer *s, struct MHD_Connection *conn, const char *url,
-                       const char *method, HttpRequest **ret) {
-        const union MHD_ConnectionInfo *ci;
-        HttpRequest *req;
-
-        ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        req = calloc(1, sizeof(HttpRequest));
-        if (!req)
+        if (!text)
                 return -ENOMEM;
-        *req = (HttpRequest) {
-                .server = s,
-                .conn = conn,
-                .fd = ci ? ci->connect_fd : -EBADF,
-                .next = s->requests,
+        rp.body = text;
+        rp.len = strlen(text);
+        if (c->req && streq(c->req->h.method, "HEAD"))
+                rp.omit_body = true;
+        c->req = request_free(c->req);
+        c->close_after = true;
+        c->linger_left = MIN(c->body_left + HTTP_HEAD_MAX,
+                             c->server->limits.max_body + HTTP_LINGER_MAX);
+        c->body_left = 0;
+        r = reply_render(&rp, &c->out, &c->out_len);
+        if (r < 0)
+                return r;
+        c->out_done = 0;
+        c->state = CONN_WRITE;
+        c->last_io = now_usec(c->server);
+        return STEP_NEXT;
+}
+
+static int conn_refusef(HttpConn *c, unsigned status, const char *code, const char *fmt, ...)
+        _printf_(4, 5);
+static int conn_refusef(HttpConn *c, unsigned status, const char *code, const char *fmt, ...) {
+        _cleanup_free_ char *message = NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&message, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        return conn_refuse(c, &(Refusal) { status, code, message, NULL, 0 });
+}
+
+/* Maps http_head_scan() and http_head_parse() errors to their answers. */
+static int conn_refuse_head(HttpConn *c, int error, const char *why) {
+        static const struct {
+                int error;
+                unsigned status;
+                const char *code;
+        } table[] = {
+                { -EBADMSG, 400, "bad-request" },
+                { -ENAMETOOLONG, 414, "too-large" },
+                { -E2BIG, 431, "too-large" },
+                { -EPROTONOSUPPORT, 505, "version-not-supported" },
         };
-        if (s->requests)
-                s->requests->prev = req;
-        s->requests = req;
-        req->method = strdup(method);
-        req->path = strdup(url);
-        if (!req->method || !req->path) {
-                request_free(req);
-                return -ENOMEM;
+
+        if (error == -ENAMETOOLONG)
+                why = "Request line (method, target, version) is longer than 4096 bytes";
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (table[i].error == error)
+                        return conn_refuse(c, &(Refusal) { table[i].status, table[i].code, why,
+                                                           NULL, 0 });
+        return error;
+}
+
+/* ---- the connection's steps -------------------------------------------------------------- */
+
+/* Bytes read (> 0), or -errno: -EAGAIN when there are none yet, -ECONNRESET at EOF. */
+static int conn_recv(HttpConn *c, void *buf, size_t size) {
+        for (;;) {
+                ssize_t n = recv(c->fd, buf, size, 0);
+
+                if (n > 0)
+                        return (int) n;
+                if (n == 0)
+                        return -ECONNRESET;
+                if (errno != EINTR)
+                        return negative_errno();
         }
-        *ret = req;
+}
+
+/* A recv() result that ends the step: STEP_WAIT for more, STEP_CLOSE at EOF, or -errno. */
+static int recv_end(int n) {
+        if (n == -EAGAIN)
+                return STEP_WAIT;
+        return n == -ECONNRESET ? STEP_CLOSE : n;
+}
+
+static void conn_take_in(HttpConn *c, size_t n) {
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+}
+
+static int conn_dispatch(HttpConn *c);
+
+/* Framing that http-head.c leaves to the server: 400 for what would let two parties read two
+ * different messages, 501 for codings other than chunked. */
+static int conn_check_framing(HttpConn *c) {
+        const HttpHead *h = &c->req->h;
+        const char *why = NULL;
+
+        if (h->minor == 1 && h->n_host == 0)
+                why = "HTTP/1.1 request without a Host header";
+        else if (h->n_host > 1)
+                why = "Several Host headers";
+        else if (h->n_transfer_encoding > 0 && h->minor == 0)
+                why = "Transfer-Encoding in an HTTP/1.0 request";
+        else if (h->n_transfer_encoding > 0 && h->has_content_length)
+                why = "Both Transfer-Encoding and Content-Length";
+        if (why)
+                return conn_refuse(c, &(Refusal) { 400, "bad-request", why, NULL, 0 });
+        if (h->n_transfer_encoding > 0 && !h->chunked)
+                return conn_refuse(c, &(Refusal) { 501, "not-implemented",
+                                                   "Transfer-Encoding other than chunked is "
+                                                   "not supported", NULL, 0 });
         return 0;
 }
 
-static int query_append(HttpRequest *req, const char *key, const char *value) {
-        _cleanup_free_ char *k = NULL, *v = NULL;
-        char **q;
-        int r;
-
-        r = pct_decode(key, strlen(key), true, &k);
-        if (r >= 0)
-                r = pct_decode(value ?: "", strlen(value ?: ""), true, &v);
-        if (r < 0)
-                return r;
-        q = realloc(req->query, (req->n_query + 3) * sizeof(char *));
-        if (!q)
-                return -ENOMEM;
-        req->query = q;
-        q[req->n_query++] = TAKE_PTR(k);
-        q[req->n_query++] = TAKE_PTR(v);
-        q[req->n_query] = NULL;
-        return 0;
-}
-
-static enum MHD_Result on_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    const char *value) {
-        HttpRequest *req = cls;
-        int r = query_append(req, key, value);
-
-        if (r < 0 && req->query_error == 0)
-                req->query_error = r;
-        return r < 0 ? MHD_NO : MHD_YES;
-}
-
-/* The path's segments and the query; -EINVAL for a malformed %-escape. */
-static int request_parse(HttpRequest *req) {
-        int r;
-
-        r = path_split(req->path, &req->segments);
-        if (r < 0)
-                return r;
-        req->params = calloc(strv_length(req->segments), sizeof(HttpParam));
-        if (!req->params)
-                return -ENOMEM;
-        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, on_query_arg, req);
-        return req->query_error;
-}
-
-/* The Content-Length, 0 when there is none (MHD has already refused malformed ones). */
-static uint64_t request_content_length(HttpRequest *req) {
-        const char *cl;
-        unsigned long long n;
-
-        cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (!cl)
-                return 0;
-        errno = 0;
-        n = strtoull(cl, NULL, 10);
-        return errno == ERANGE ? UINT64_MAX : n;
-}
-
-static bool request_expects_continue(HttpRequest *req) {
-        const char *e = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                    MHD_HTTP_HEADER_EXPECT);
-        return e && strcasecmp(e, "100-continue") == 0;
-}
-
-static enum MHD_Result mhd_result(int r) {
-        return r < 0 ? MHD_NO : MHD_YES;
-}
-
-static enum MHD_Result reply_too_large(HttpRequest *req) {
-        _cleanup_free_ char *message = NULL;
-
-        if (asprintf(&message, "Request body is larger than %" PRIu64 " bytes",
-                     req->server->max_body) < 0)
-                return MHD_NO;
-        return mhd_result(request_send_error(req, 413, "too-large", message, NULL));
-}
-
-static enum MHD_Result reply_method_not_allowed(HttpRequest *req) {
-        _cleanup_free_ char *allow = NULL, *message = NULL;
-
-        if (route_allow(req, &allow) < 0 ||
-            asprintf(&message, "Method %s is not allowed here (allowed: %s)", req->method,
-                     allow) < 0)
-                return MHD_NO;
-        return mhd_result(request_send_error(req, 405, "method-not-allowed", message, allow));
-}
-
-static enum MHD_Result reply_not_found(HttpRequest *req) {
-        _cleanup_free_ char *message = NULL;
-
-        if (asprintf(&message, "No such path: %s", req->path) < 0)
-                return MHD_NO;
-        return mhd_result(request_send_error(req, 404, "not-found", message, NULL));
-}
-
-/* A declared body above max_body: 413 now if the client waits for "100 Continue" (it sends
- * nothing more) or if reading it is not worth it; else after reading and discarding it. */
-static enum MHD_Result request_check_length(HttpRequest *req) {
-        uint64_t len = request_content_length(req), max = req->server->max_body;
-
-        if (len <= max)
-                return MHD_YES;
-        if (request_expects_continue(req) || len - max > HTTP_DISCARD_MAX)
-                return reply_too_large(req);
-        req->too_large = true;
-        return MHD_YES;
-}
-
-/* Headers are in: answer what can be answered without the body. */
-static enum MHD_Result request_route(HttpRequest *req) {
+static int conn_check_auth(HttpConn *c) {
+        HttpListener *l = c->listener;
         const char *message = NULL;
-        int r;
 
         /* Who asks comes first: nothing else (routes, lengths) is told to a stranger. */
-        if (req->server->auth && req->server->auth(req, req->server->auth_userdata, &message) < 0)
-                return mhd_result(request_send_error(req, 401, "unauthorized",
-                                                     message ?: "Unauthorized", NULL));
-        r = request_parse(req);
-        if (r == -EINVAL)
-                return mhd_result(request_send_error(
-                        req, 400, "bad-request",
-                        "Malformed request target (not an absolute path, or a bad %-escape)",
-                        NULL));
-        if (r < 0)
-                return MHD_NO;
-        r = route_find(req);
-        if (r == -ENOENT)
-                return reply_not_found(req);
-        if (r == -EOPNOTSUPP)
-                return reply_method_not_allowed(req);
-        return request_check_length(req);
-}
-
-static enum MHD_Result request_begin(HttpServer *s, struct MHD_Connection *conn, const char *url,
-                                     const char *method, void **con_cls) {
-        HttpRequest *req;
-
-        if (request_new(s, conn, url, method, &req) < 0)
-                return MHD_NO;
-        *con_cls = req;
-        return request_route(req);
-}
-
-static int body_reserve(HttpRequest *req, size_t extra) {
-        size_t need = req->body_len + extra + 1, size;
-        uint8_t *b;
-
-        if (need <= req->body_alloc)
-                return 0;
-        size = MAX(need, MAX(req->body_alloc * 2, (size_t) HTTP_BODY_START));
-        size = MIN(size, MAX(need, (size_t) req->server->max_body + 1));
-        b = realloc(req->body, size);
-        if (!b)
-                return -ENOMEM;
-        req->body = b;
-        req->body_alloc = size;
+        if (l->auth && l->auth(c->req, l->auth_userdata, &message) < 0)
+                return conn_refuse(c, &(Refusal) { 401, "unauthorized",
+                                                   message ?: "Unauthorized", NULL, 0 });
+        c->trusted = true;
         return 0;
 }
 
-/* Over the limit: 413 once the request is complete (MHD cannot queue a response while a body
- * chunk is being processed). A client that keeps sending is cut off without an answer. */
-static enum MHD_Result request_discard(HttpRequest *req, size_t n) {
-        req->too_large = true;
-        free(req->body);
-        req->body = NULL;
-        req->body_len = req->body_alloc = 0;
-        req->discarded += n;
-        return req->discarded > HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+static int conn_check_route(HttpConn *c) {
+        HttpRequest *req = c->req;
+        _cleanup_free_ char *allow = NULL, *message = NULL;
+        int r;
+
+        r = target_parse(req);
+        if (r == -EINVAL)
+                return conn_refuse(c, &(Refusal) { 400, "bad-request",
+                                                   "Malformed request target (a bad %-escape or "
+                                                   "an encoded NUL)", NULL, 0 });
+        if (r < 0)
+                return r;
+        r = route_find(req);
+        if (r == -ENOENT)
+                return conn_refusef(c, 404, "not-found", "No such path: %s", req->h.path);
+        if (r != -EOPNOTSUPP)
+                return r;
+        if (route_allow(req, &allow) < 0 ||
+            asprintf(&message, "Method %s is not allowed here (allowed: %s)", req->h.method,
+                     allow) < 0)
+                return -ENOMEM;
+        return conn_refuse(c, &(Refusal) { 405, "method-not-allowed", message, allow, 0 });
 }
 
-static enum MHD_Result request_upload(HttpRequest *req, const char *data, size_t *size) {
-        size_t n = *size;
+static int conn_refuse_too_large(HttpConn *c) {
+        return conn_refusef(c, 413, "too-large", "Request body is larger than %" PRIu64 " bytes",
+                            c->server->limits.max_body);
+}
 
-        *size = 0;
-        if (req->too_large || n > req->server->max_body - req->body_len)
-                return request_discard(req, n);
-        if (body_reserve(req, n) < 0)
-                return MHD_NO;
+static int conn_refuse_busy(HttpConn *c) {
+        _cleanup_free_ char *message = NULL;
+
+        if (asprintf(&message, "The request bodies being received fill max_request_buffered "
+                     "(%" PRIu64 " bytes); try again later", c->server->limits.max_buffered) < 0)
+                return -ENOMEM;
+        return conn_refuse(c, &(Refusal) { 503, "unavailable", message, NULL,
+                                           HTTP_RETRY_AFTER_SEC });
+}
+
+/* A Content-Length body: its whole buffer, reserved at once (a body that does not fit in
+ * max_buffered is refused before the client sends it). */
+static int conn_body_begin(HttpConn *c) {
+        HttpRequest *req = c->req;
+        uint64_t len = req->h.content_length;
+
+        if (req->h.chunked) {
+                c->chunked = (HttpChunked) {};
+                return 0;
+        }
+        /* Known before the refusal: what is still to come is dropped while closing. */
+        c->body_left = len;
+        if (len > c->server->limits.max_body)
+                return conn_refuse_too_large(c);
+        if (len == 0)
+                return 0;
+        if (request_reserve(req, len + 1) < 0)
+                return conn_refuse_busy(c);
+        req->body = malloc((size_t) len + 1);
+        if (!req->body)
+                return -ENOMEM;
+        req->body_alloc = (size_t) len + 1;
+        return 0;
+}
+
+/* "100 Continue" for a client that waits for it before sending its body. The socket's buffer
+ * is empty here (the last reply was written before this head was read): a short write means
+ * the client is not reading at all. */
+static int conn_send_continue(HttpConn *c) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        ssize_t n = send(c->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0)
+                return negative_errno();
+        return n == (ssize_t) sizeof(cont) - 1 ? 0 : -EAGAIN;
+}
+
+/* The head in c->in[0..len) is complete. */
+static int conn_head_complete(HttpConn *c, size_t len) {
+        const char *why = NULL;
+        int r;
+
+        c->scan = (HttpHeadScan) {};
+        r = request_new(c, len, &c->req, &why);
+        conn_take_in(c, len);
+        if (r < 0)
+                return r == -ENOMEM ? r : conn_refuse_head(c, r, why);
+        c->close_after = c->req->h.connection_close || c->req->h.minor == 0;
+        r = conn_check_framing(c);
+        if (r == 0)
+                r = conn_check_auth(c);
+        if (r == 0)
+                r = conn_check_route(c);
+        if (r == 0)
+                r = conn_body_begin(c);
+        if (r != 0)
+                return r;
+        if (c->req->h.expect_continue && c->req->h.minor == 1 &&
+            (c->body_left > 0 || c->req->h.chunked)) {
+                r = conn_send_continue(c);
+                if (r < 0)
+                        return r;
+        }
+        c->state = CONN_BODY;
+        c->last_io = now_usec(c->server);
+        return STEP_NEXT;
+}
+
+static void conn_head_started(HttpConn *c) {
+        c->idle = false;
+        c->deadline = now_usec(c->server) + c->server->limits.head_timeout_usec;
+        conn_update(c);
+}
+
+static int conn_read_head(HttpConn *c) {
+        const char *why = NULL;
+        size_t got = 0;
+
+        for (;;) {
+                int r = http_head_scan(c->in, c->in_len, HTTP_LINE_MAX, &c->scan, &why);
+
+                if (r > 0)
+                        return conn_head_complete(c, (size_t) r);
+                if (r < 0)
+                        return conn_refuse_head(c, r, why);
+                if (c->in_len == sizeof(c->in))
+                        return conn_refuse(c, &(Refusal) { 431, "too-large",
+                                                           "Request head is larger than 8192 "
+                                                           "bytes", NULL, 0 });
+                if (got >= HTTP_READ_BURST)
+                        return STEP_WAIT;
+                r = conn_recv(c, c->in + c->in_len, sizeof(c->in) - c->in_len);
+                if (r < 0)
+                        return recv_end(r);
+                if (c->idle)
+                        conn_head_started(c);
+                c->in_len += (size_t) r;
+                got += (size_t) r;
+        }
+}
+
+static int conn_read_length(HttpConn *c) {
+        HttpRequest *req = c->req;
+        size_t got = 0, n;
+
+        n = (size_t) MIN((uint64_t) c->in_len, c->body_left);
+        if (n > 0) {
+                memcpy(req->body + req->body_len, c->in, n);
+                req->body_len += n;
+                c->body_left -= n;
+                conn_take_in(c, n);
+        }
+        while (c->body_left > 0) {
+                int r;
+
+                if (got >= HTTP_READ_BURST)
+                        return STEP_WAIT;
+                r = conn_recv(c, req->body + req->body_len,
+                              (size_t) MIN(c->body_left, (uint64_t) (HTTP_READ_BURST - got)));
+                if (r < 0)
+                        return recv_end(r);
+                req->body_len += (size_t) r;
+                c->body_left -= (uint64_t) r;
+                got += (size_t) r;
+                c->last_io = now_usec(c->server);
+        }
+        if (req->body)
+                req->body[req->body_len] = '\0';
+        return conn_dispatch(c);
+}
+
+/* Appends n decoded bytes of a chunked body: -EFBIG above max_body, -ENOBUFS beyond
+ * max_buffered. */
+static int body_append(HttpRequest *req, const char *data, size_t n) {
+        uint64_t max = req->server->limits.max_body;
+        size_t need = req->body_len + n + 1, size;
+        uint8_t *b;
+
+        if (req->body_len + n > max)
+                return -EFBIG;
+        if (need > req->body_alloc) {
+                size = MAX(need, MAX(req->body_alloc * 2, (size_t) HTTP_CHUNKED_START));
+                size = (size_t) MIN((uint64_t) size, max + 1);
+                if (request_reserve(req, size - req->body_alloc) < 0)
+                        return -ENOBUFS;
+                b = realloc(req->body, size);
+                if (!b)
+                        return -ENOMEM;
+                req->body = b;
+                req->body_alloc = size;
+        }
         memcpy(req->body + req->body_len, data, n);
         req->body_len += n;
         req->body[req->body_len] = '\0';
-        return MHD_YES;
-}
-
-static int on_peer_hup(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        HttpRequest *req = userdata;
-
-        req->hup_source = sd_event_source_disable_unref(req->hup_source);
-        request_abort(req);
-        /* MHD closes the connection when it calls back for it (see on_access). */
-        request_resume(req);
         return 0;
 }
 
-static enum MHD_Result request_suspend(HttpRequest *req) {
-        int r;
+/* Decodes what c->in holds: 1 when the body is complete, 0 for more, or an answer/-errno
+ * (returned as *ret_step). */
+static int conn_decode_chunked(HttpConn *c, int *ret_step) {
+        const char *why = NULL;
+        size_t used = 0, out = 0;
+        int r, k;
 
-        r = sd_event_add_io(req->server->event, &req->hup_source, req->fd, EPOLLRDHUP,
-                            on_peer_hup, req);
-        if (r < 0) {
-                request_abort(req);
-                return mhd_result(request_send_error(req, 500, "internal", strerror(-r), NULL));
-        }
-        (void) sd_event_source_set_description(req->hup_source, "http-peer-hup");
-        MHD_suspend_connection(req->conn);
-        req->suspended = true;
-        return MHD_YES;
+        r = http_chunked_decode(&c->chunked, c->in, c->in_len, &used, &out, &why);
+        if (r < 0)
+                return *ret_step = conn_refuse(c, &(Refusal) { 400, "bad-request", why, NULL, 0 }),
+                       -1;
+        k = out > 0 ? body_append(c->req, c->in, out) : 0;
+        conn_take_in(c, used);
+        if (k == -EFBIG)
+                return *ret_step = conn_refuse_too_large(c), -1;
+        if (k == -ENOBUFS)
+                return *ret_step = conn_refuse_busy(c), -1;
+        if (k < 0)
+                return *ret_step = k, -1;
+        return r;
 }
 
-static enum MHD_Result request_handled(HttpRequest *req, int r) {
-        if (req->replied)
-                return MHD_YES;
+static int conn_read_chunked(HttpConn *c) {
+        size_t got = 0;
+
+        for (;;) {
+                int step = 0, r = conn_decode_chunked(c, &step);
+
+                if (r < 0)
+                        return step;
+                if (r == 1)
+                        return conn_dispatch(c);
+                if (got >= HTTP_READ_BURST)
+                        return STEP_WAIT;
+                r = conn_recv(c, c->in + c->in_len, sizeof(c->in) - c->in_len);
+                if (r < 0)
+                        return recv_end(r);
+                c->in_len += (size_t) r;
+                got += (size_t) r;
+                c->last_io = now_usec(c->server);
+        }
+}
+
+static int conn_handled(HttpConn *c, int r) {
+        HttpRequest *req = c->req;
+
+        if (req->replied) {
+                if (r < 0)
+                        log_debug_errno(r, "HTTP handler for %s %s failed after replying: %m",
+                                        req->h.method, req->h.path);
+                return STEP_NEXT;
+        }
         if (r < 0) {
                 /* A kept request the handler then failed: its owner must forget it. */
                 request_abort(req);
-                return mhd_result(request_send_error(req, 500, "internal", strerror(-r), NULL));
+                r = request_reply_error(req, 500, "internal", strerror(-r));
+                return r < 0 ? r : STEP_NEXT;
         }
         if (req->kept)
-                return request_suspend(req);
-        return mhd_result(request_send_error(req, 500, "internal",
-                                             "The handler neither replied nor kept the request",
-                                             NULL));
+                return STEP_WAIT;
+        r = request_reply_error(req, 500, "internal",
+                                "The handler neither replied nor kept the request");
+        return r < 0 ? r : STEP_NEXT;
 }
 
-static enum MHD_Result request_dispatch(HttpRequest *req) {
+static int conn_dispatch(HttpConn *c) {
+        HttpRequest *req = c->req;
         int r;
 
-        req->dispatched = true;
-        if (req->too_large)
-                return reply_too_large(req);
+        c->state = CONN_HANDLER;
         req->in_handler = true;
-        r = req->route->handler(req, req->server->userdata);
+        r = req->route->handler(req, c->server->userdata);
         req->in_handler = false;
-        return request_handled(req, r);
+        return conn_handled(c, r);
 }
 
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls) {
-        HttpServer *s = cls;
-        HttpRequest *req = *con_cls;
+/* The reply is written: the next request on this connection, or the end of it. */
+static int conn_reply_done(HttpConn *c) {
+        HttpServer *s = c->server;
 
-        if (s->freeing)
-                return MHD_NO;
-        if (!req)
-                return request_begin(s, conn, url, method, con_cls);
-        if (*upload_data_size > 0)
-                return request_upload(req, upload_data, upload_data_size);
-        if (!req->dispatched)
-                return request_dispatch(req);
-        /* Resumed without a reply: the client went away. Close the connection. */
-        return MHD_NO;
+        c->out = mfree(c->out);
+        c->out_len = c->out_done = 0;
+        c->req = request_free(c->req);
+        if (c->close_after) {
+                if (c->linger_left == 0)
+                        c->linger_left = HTTP_LINGER_MAX;
+                (void) shutdown(c->fd, SHUT_WR);
+                c->state = CONN_LINGER;
+                c->deadline = now_usec(s) + HTTP_LINGER_USEC;
+                return STEP_NEXT;
+        }
+        c->state = CONN_HEAD;
+        c->idle = c->in_len == 0;
+        c->deadline = now_usec(s) + (c->idle ? s->limits.idle_timeout_usec
+                                             : s->limits.head_timeout_usec);
+        return STEP_NEXT;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-        HttpRequest *req = *con_cls;
+static int conn_write(HttpConn *c) {
+        while (c->out_done < c->out_len) {
+                /* MSG_NOSIGNAL: a client gone away is EPIPE, not SIGPIPE for the daemon. */
+                ssize_t n = send(c->fd, c->out + c->out_done, c->out_len - c->out_done,
+                                 MSG_NOSIGNAL);
 
-        if (!req)
+                if (n >= 0) {
+                        c->out_done += (size_t) n;
+                        c->last_io = now_usec(c->server);
+                        continue;
+                }
+                if (errno == EINTR)
+                        continue;
+                return errno == EAGAIN ? STEP_WAIT : negative_errno();
+        }
+        return conn_reply_done(c);
+}
+
+/* Drops what the client still sends until it closes, up to linger_left bytes. */
+static int conn_linger(HttpConn *c) {
+        size_t got = 0;
+
+        while (got < HTTP_READ_BURST) {
+                int r = conn_recv(c, c->in, sizeof(c->in));
+
+                if (r < 0)
+                        return recv_end(r);
+                if ((uint64_t) r >= c->linger_left)
+                        return STEP_CLOSE;
+                c->linger_left -= (uint64_t) r;
+                got += (size_t) r;
+        }
+        return STEP_WAIT;
+}
+
+/* Moves the connection on as far as the bytes that are there allow. */
+static int conn_process(HttpConn *c) {
+        for (;;) {
+                int r;
+
+                switch (c->state) {
+                case CONN_HEAD:
+                        r = conn_read_head(c);
+                        break;
+                case CONN_BODY:
+                        r = c->req->h.chunked ? conn_read_chunked(c) : conn_read_length(c);
+                        break;
+                case CONN_WRITE:
+                        r = conn_write(c);
+                        break;
+                case CONN_LINGER:
+                        r = conn_linger(c);
+                        break;
+                default:
+                        r = STEP_WAIT;
+                }
+                if (r != STEP_NEXT)
+                        return r;
+        }
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+/* The io events and the deadline of the connection's state. */
+static void conn_update(HttpConn *c) {
+        const HttpLimits *l = &c->server->limits;
+        uint32_t events = EPOLLIN;
+        uint64_t deadline = c->deadline;
+
+        switch (c->state) {
+        case CONN_HANDLER:
+                events = EPOLLRDHUP;
+                deadline = 0;
+                break;
+        case CONN_WRITE:
+                events = EPOLLOUT;
+                deadline = c->last_io + l->io_timeout_usec;
+                break;
+        case CONN_BODY:
+                deadline = c->last_io + l->io_timeout_usec;
+                break;
+        default:
+                break;
+        }
+        (void) sd_event_source_set_io_events(c->io, events);
+        if (deadline == 0) {
+                (void) sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
                 return;
-        *con_cls = NULL;
-        request_abort(req);
-        request_free(req);
+        }
+        (void) sd_event_source_set_time(c->timer, deadline);
+        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
 }
+
+/* Runs the connection as far as it goes, then closes it or waits for its events. */
+static void conn_run(HttpConn *c) {
+        int r = conn_process(c);
+
+        if (r < 0)
+                log_debug_errno(r, "Closing an HTTP connection: %m");
+        if (r < 0 || r == STEP_CLOSE)
+                conn_free(c);
+        else
+                conn_update(c);
+}
+
+static int on_conn_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        HttpConn *c = userdata;
+
+        if (c->state == CONN_HANDLER) {
+                /* Only EPOLLRDHUP is watched here: the client of a kept request went away. */
+                log_debug("HTTP client of %s %s went away before its reply.", c->req->h.method,
+                          c->req->h.path);
+                conn_free(c);
+                return 0;
+        }
+        conn_run(c);
+        return 0;
+}
+
+/* A last word for a client whose head did not come in time, if its socket takes it at once. */
+static void conn_send_timeout(HttpConn *c) {
+        _cleanup_free_ char *text = error_text("timeout", "The request head did not arrive in time");
+        _cleanup_free_ char *out = NULL;
+        Reply rp = { .status = 408, .content_type = "application/json", .close = true };
+        size_t len;
+
+        if (!text)
+                return;
+        rp.body = text;
+        rp.len = strlen(text);
+        if (reply_render(&rp, &out, &len) >= 0)
+                (void) send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpConn *c = userdata;
+        const HttpLimits *l = &c->server->limits;
+
+        /* Progress deadlines are moved lazily: a step only notes the time of its progress. */
+        if ((c->state == CONN_BODY || c->state == CONN_WRITE) &&
+            c->last_io + l->io_timeout_usec > now_usec(c->server)) {
+                conn_update(c);
+                return 0;
+        }
+        if (c->state == CONN_HEAD && !c->idle && c->in_len > 0)
+                conn_send_timeout(c);
+        log_debug("HTTP connection timed out (%s), closing it.",
+                  c->state == CONN_HEAD ? (c->idle ? "idle" : "request head")
+                  : c->state == CONN_LINGER ? "closing" : "no progress");
+        conn_free(c);
+        return 0;
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+static void conn_free(HttpConn *c) {
+        HttpServer *s = c->server;
+
+        if (c->req) {
+                request_abort(c->req);
+                c->req = request_free(c->req);
+        }
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->first = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                s->last = c->prev;
+        s->n_conns--;
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        free(c->out);
+        free(c);
+}
+
+static void peer_from_sockaddr(const struct sockaddr_storage *sa, HttpPeer *ret) {
+        static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        HttpPeer p = { .family = AF_UNSPEC };
+
+        if (sa->ss_family == AF_INET) {
+                p.family = AF_INET;
+                memcpy(p.addr, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+        } else if (sa->ss_family == AF_INET6) {
+                const uint8_t *a = ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+
+                if (memcmp(a, v4mapped, 12) == 0) {
+                        p.family = AF_INET;
+                        memcpy(p.addr, a + 12, 4);
+                } else {
+                        p.family = AF_INET6;
+                        memcpy(p.addr, a, 16);
+                }
+        }
+        *ret = p;
+}
+
+static bool peer_eq(const HttpPeer *a, const HttpPeer *b) {
+        return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* Whom to close for room: the oldest connection without an accepted request head (or one
+ * closing anyway), else the oldest idle keep-alive one; only among peer's when peer is set.
+ * NULL when every connection is busy with a request. */
+static HttpConn *server_pick_victim(HttpServer *s, const HttpPeer *peer) {
+        HttpConn *idle = NULL;
+
+        for (HttpConn *c = s->first; c; c = c->next) {
+                if (peer && !peer_eq(&c->peer, peer))
+                        continue;
+                if (c->state == CONN_LINGER || (!c->trusted && c->state == CONN_HEAD))
+                        return c;
+                if (!idle && c->state == CONN_HEAD && c->idle)
+                        idle = c;
+        }
+        return idle;
+}
+
+static size_t server_count_peer(HttpServer *s, const HttpPeer *peer) {
+        size_t n = 0;
+
+        for (HttpConn *c = s->first; c; c = c->next)
+                n += peer_eq(&c->peer, peer);
+        return n;
+}
+
+/* Room for one more connection from peer: 0, or -EBUSY when every slot it may have is busy. */
+static int server_make_room(HttpServer *s, HttpListener *l, const HttpPeer *peer) {
+        HttpConn *victim;
+
+        if (!l->is_unix && server_count_peer(s, peer) >= s->limits.max_connections_per_peer) {
+                victim = server_pick_victim(s, peer);
+                if (!victim)
+                        return -EBUSY;
+                log_debug("Connections per client address at their limit (%u), closing the "
+                          "oldest waiting one.", s->limits.max_connections_per_peer);
+                conn_free(victim);
+        }
+        if (s->n_conns >= s->limits.max_connections) {
+                victim = server_pick_victim(s, NULL);
+                if (!victim)
+                        return -EBUSY;
+                log_debug("Connections at their limit (%u), closing the oldest waiting one.",
+                          s->limits.max_connections);
+                conn_free(victim);
+        }
+        return 0;
+}
+
+/* Every slot is busy with a request: the new client hears so, if its socket takes it. What it
+ * already sent is read and dropped first, so that closing does not reset the connection. */
+static void refuse_busy(int fd) {
+        _cleanup_free_ char *text = error_text("unavailable", "Too many connections; try again "
+                                               "later");
+        _cleanup_free_ char *out = NULL;
+        Reply rp = { .status = 503, .content_type = "application/json", .close = true,
+                     .retry_after = HTTP_RETRY_AFTER_SEC };
+        size_t len;
+
+        if (!text)
+                return;
+        rp.body = text;
+        rp.len = strlen(text);
+        if (reply_render(&rp, &out, &len) < 0)
+                return;
+        (void) send(fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void) shutdown(fd, SHUT_WR);
+        for (unsigned i = 0; i < 4; i++) {
+                char buf[HTTP_HEAD_MAX];
+
+                if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+                        break;
+        }
+}
+
+static int conn_add_sources(HttpConn *c) {
+        HttpServer *s = c->server;
+        int r;
+
+        r = sd_event_add_io(s->event, &c->io, c->fd, EPOLLIN, on_conn_io, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->io, "http-connection");
+        r = sd_event_add_time(s->event, &c->timer, CLOCK_MONOTONIC, c->deadline,
+                              HTTP_TIMER_ACCURACY_USEC, on_conn_timer, c);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(c->timer, "http-deadline");
+        return 0;
+}
+
+/* Takes fd (an accepted connection), also on failure. */
+static int conn_new(HttpListener *l, int fd, const HttpPeer *peer) {
+        HttpServer *s = l->server;
+        socklen_t len = sizeof(struct ucred);
+        HttpConn *c;
+        int r;
+
+        c = calloc(1, sizeof(HttpConn));
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        *c = (HttpConn) { .server = s, .listener = l, .fd = fd, .peer = *peer,
+                          .prev = s->last, .state = CONN_HEAD,
+                          .deadline = now_usec(s) + s->limits.head_timeout_usec };
+        if (s->last)
+                s->last->next = c;
+        else
+                s->first = c;
+        s->last = c;
+        s->n_conns++;
+        c->has_cred = l->is_unix &&
+                      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) >= 0 &&
+                      len == sizeof(c->cred) && c->cred.pid > 0;
+        r = conn_add_sources(c);
+        if (r < 0) {
+                conn_free(c);
+                return r;
+        }
+        /* A request that is already there is read at once: a connection with an accepted head
+         * is no longer the first to be pushed out when others crowd in after it. */
+        conn_run(c);
+        return 0;
+}
+
+/* ---- listening --------------------------------------------------------------------------- */
+
+/* -EAGAIN when no connection is waiting; 0 when one was taken (or refused). */
+static int listener_accept_one(HttpListener *l) {
+        struct sockaddr_storage sa = {};
+        socklen_t salen = sizeof(sa);
+        HttpPeer peer;
+        int fd, r;
+
+        fd = accept4(l->fd, (struct sockaddr *) &sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        peer_from_sockaddr(&sa, &peer);
+        if (server_make_room(l->server, l, &peer) < 0) {
+                log_debug("Every HTTP connection is busy with a request, refusing a new one.");
+                refuse_busy(fd);
+                safe_close(fd);
+                return 0;
+        }
+        r = conn_new(l, fd, &peer);
+        if (r < 0)
+                log_debug_errno(r, "Failed to set up an HTTP connection, closing it: %m");
+        return 0;
+}
+
+static bool accept_error_transient(int r) {
+        return r == -ECONNABORTED || r == -EINTR || r == -EPROTO || r == -EPERM;
+}
+
+static bool accept_error_resources(int r) {
+        return r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM;
+}
+
+static int on_accept_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpServer *s = userdata;
+
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) sd_event_source_set_enabled(s->listeners[i]->source, SD_EVENT_ON);
+        return 0;
+}
+
+/* Out of fds or memory: stop accepting for a while instead of spinning on a listening socket
+ * that stays readable. */
+static int server_pause_accepting(HttpServer *s) {
+        int r;
+
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) sd_event_source_set_enabled(s->listeners[i]->source, SD_EVENT_OFF);
+        if (!s->retry_source) {
+                r = sd_event_add_time_relative(s->event, &s->retry_source, CLOCK_MONOTONIC,
+                                               HTTP_ACCEPT_RETRY_USEC, 0, on_accept_retry, s);
+                if (r >= 0)
+                        (void) sd_event_source_set_description(s->retry_source, "http-retry");
+                return r;
+        }
+        r = sd_event_source_set_time_relative(s->retry_source, HTTP_ACCEPT_RETRY_USEC);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(s->retry_source, SD_EVENT_ONESHOT);
+}
+
+static int on_listen_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        HttpListener *l = userdata;
+
+        for (unsigned i = 0; i < HTTP_ACCEPT_BURST; i++) {
+                int r = listener_accept_one(l);
+
+                if (r == -EAGAIN)
+                        return 0;
+                if (r >= 0 || accept_error_transient(r))
+                        continue;
+                if (accept_error_resources(r)) {
+                        log_debug_errno(r, "Failed to accept an HTTP connection, pausing for "
+                                        "%" PRIu64 " ms: %m",
+                                        HTTP_ACCEPT_RETRY_USEC / USEC_PER_MSEC);
+                        return server_pause_accepting(l->server);
+                }
+                /* Anything else will not go away: sd-event disables this source. */
+                return log_debug_errno(r, "Failed to accept an HTTP connection, no longer "
+                                       "accepting: %m");
+        }
+        return 0;
+}
+
+static HttpListener *listener_free(HttpListener *l) {
+        if (!l)
+                return NULL;
+        sd_event_source_disable_unref(l->source);
+        safe_close(l->fd);
+        free(l);
+        return NULL;
+}
+
+/* A listening stream socket, made non-blocking (accept4() is called until EAGAIN). */
+static int listen_fd_prepare(int fd, bool *ret_is_unix) {
+        int accepting = 0, domain = AF_UNSPEC, flags;
+        socklen_t len = sizeof(accepting), dlen = sizeof(domain);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0)
+                return negative_errno();
+        if (!accepting)
+                return -EINVAL;
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return negative_errno();
+        *ret_is_unix = domain == AF_UNIX;
+        return 0;
+}
+
+int http_server_listen(HttpServer *s, int listen_fd, HttpAuthHook auth, void *auth_userdata) {
+        _cleanup_close_ int fd = listen_fd;
+        HttpListener *l;
+        bool is_unix = false;
+        int r;
+
+        if (!s || fd < 0)
+                return -EINVAL;
+        if (s->n_listeners == HTTP_LISTEN_MAX)
+                return -E2BIG;
+        r = listen_fd_prepare(fd, &is_unix);
+        if (r < 0)
+                return r;
+        l = calloc(1, sizeof(HttpListener));
+        if (!l)
+                return -ENOMEM;
+        *l = (HttpListener) { .server = s, .fd = TAKE_FD(fd), .is_unix = is_unix, .auth = auth,
+                              .auth_userdata = auth_userdata };
+        r = sd_event_add_io(s->event, &l->source, l->fd, EPOLLIN, on_listen_io, l);
+        if (r < 0) {
+                listener_free(l);
+                return r;
+        }
+        (void) sd_event_source_set_description(l->source, "http-listen");
+        s->listeners[s->n_listeners++] = l;
+        return 0;
+}
+
+/* ---- the server -------------------------------------------------------------------------- */
+
+static bool limits_valid(const HttpLimits *l) {
+        return l->max_body > 0 && l->max_body < SIZE_MAX - 1 && l->max_buffered > 0 &&
+               l->max_connections > 0 && l->max_connections_per_peer > 0 &&
+               l->head_timeout_usec > 0 && l->io_timeout_usec > 0 && l->idle_timeout_usec > 0;
+}
+
+static int server_set_routes(HttpServer *s, const HttpRoute *routes, size_t n_routes) {
+        for (size_t i = 0; i < n_routes; i++)
+                if (route_validate(&routes[i]) < 0)
+                        return -EINVAL;
+        s->routes = calloc(MAX(n_routes, (size_t) 1), sizeof(HttpRoute));
+        if (!s->routes)
+                return -ENOMEM;
+        if (n_routes > 0)
+                memcpy(s->routes, routes, n_routes * sizeof(HttpRoute));
+        s->n_routes = n_routes;
+        return 0;
+}
+
+int http_server_new(sd_event *e, const HttpRoute *routes, size_t n_routes, void *userdata,
+                    const HttpLimits *limits, HttpServer **ret) {
+        _cleanup_(http_server_freep) HttpServer *s = NULL;
+        int r;
+
+        if (!e || (!routes && n_routes > 0) || !ret || (limits && !limits_valid(limits)))
+                return -EINVAL;
+        s = calloc(1, sizeof(HttpServer));
+        if (!s)
+                return -ENOMEM;
+        s->event = sd_event_ref(e);
+        s->userdata = userdata;
+        if (limits)
+                s->limits = *limits;
+        else
+                http_limits_default(&s->limits);
+        r = server_set_routes(s, routes, n_routes);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+HttpServer *http_server_free(HttpServer *s) {
+        if (!s)
+                return NULL;
+        /* Kept requests: owners learn they will get no answer. */
+        while (s->first)
+                conn_free(s->first);
+        for (size_t i = 0; i < s->n_listeners; i++)
+                listener_free(s->listeners[i]);
+        sd_event_source_disable_unref(s->retry_source);
+        sd_event_unref(s->event);
+        free(s->routes);
+        free(s);
+        return NULL;
+}
+
+/* ---- the request's accessors ------------------------------------------------------------- */
 
 const char *http_request_method(const HttpRequest *req) {
-        return req->method;
+        return req->h.method;
 }
 
 const char *http_request_path(const HttpRequest *req) {
-        return req->path;
+        return req->h.path;
 }
 
 const char *http_request_param(const HttpRequest *req, const char *name) {
@@ -731,31 +1612,26 @@ const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_len) {
         return req->body ?: (const uint8_t *) "";
 }
 
-int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid) {
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        int domain;
-        socklen_t dlen = sizeof(domain);
+void http_request_drop_body(HttpRequest *req) {
+        request_release(req);
+}
 
-        if (getsockopt(req->fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0)
-                return negative_errno();
-        if (domain != AF_UNIX)
-                return -ENODATA;
-        if (getsockopt(req->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-                return negative_errno();
-        if (cred.pid <= 0)
+int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid) {
+        const HttpConn *c = req->conn;
+
+        if (!c->has_cred)
                 return -ENODATA;
         if (ret_uid)
-                *ret_uid = cred.uid;
+                *ret_uid = c->cred.uid;
         if (ret_gid)
-                *ret_gid = cred.gid;
+                *ret_gid = c->cred.gid;
         if (ret_pid)
-                *ret_pid = cred.pid;
+                *ret_pid = c->cred.pid;
         return 0;
 }
 
 const char *http_request_header(const HttpRequest *req, const char *name) {
-        return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+        return http_head_header(&req->h, name);
 }
 
 void http_request_set_principal(HttpRequest *req, const void *principal) {
@@ -766,11 +1642,6 @@ const void *http_request_principal(const HttpRequest *req) {
         return req->principal;
 }
 
-void http_server_set_auth(HttpServer *s, HttpAuthHook hook, void *userdata) {
-        s->auth = hook;
-        s->auth_userdata = userdata;
-}
-
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata) {
         /* Inside the handler: keep it. Later, on a kept request: hand it to a new owner. */
         if ((!req->in_handler && !req->kept) || request_done(req))
@@ -778,166 +1649,4 @@ void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userda
         req->kept = true;
         req->on_abort = on_abort;
         req->abort_userdata = userdata;
-}
-
-/* ---- the server --------------------------------------------------------------------------- */
-
-static int server_arm_timer(HttpServer *s) {
-        MHD_UNSIGNED_LONG_LONG ms;
-        uint64_t usec;
-        int r;
-
-        if (s->in_run || s->freeing || !s->timer_source)
-                return 0;
-        if (s->run_soon)
-                usec = 0;
-        else if (MHD_get_timeout(s->daemon, &ms) == MHD_YES)
-                usec = ms >= UINT64_MAX / USEC_PER_MSEC ? UINT64_MAX - 1 : ms * USEC_PER_MSEC;
-        else
-                return sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
-
-        r = sd_event_source_set_time_relative(s->timer_source, usec);
-        if (r < 0)
-                return log_debug_errno(r, "Failed to arm the HTTP timer: %m");
-        return sd_event_source_set_enabled(s->timer_source, SD_EVENT_ONESHOT);
-}
-
-static void server_run(HttpServer *s) {
-        s->run_soon = false;
-        s->in_run = true;
-        if (MHD_run(s->daemon) != MHD_YES)
-                log_debug("MHD_run() failed.");
-        s->in_run = false;
-        (void) server_arm_timer(s);
-}
-
-static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
-        server_run(userdata);
-        return 0;
-}
-
-static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
-        server_run(userdata);
-        return 0;
-}
-
-_printf_(2, 0) static void on_mhd_log(void *cls, const char *format, va_list ap) {
-        (void) log_internalv(LOG_DEBUG, 0, NULL, __FILE__, __LINE__, __func__, format, ap);
-}
-
-static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
-        return strlen(s);
-}
-
-/* MHD takes a dup of listen_fd. Whether MHD closes the fd it was given when
- * MHD_start_daemon() fails differs between versions; with a dup, the caller's fd is closed
- * exactly once either way (the dup is closed here only if it is still that socket). */
-static int server_start_mhd(HttpServer *s, int listen_fd) {
-        _cleanup_close_ int dup_fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
-        struct stat a, b;
-
-        if (dup_fd < 0)
-                return negative_errno();
-        s->daemon = MHD_start_daemon(
-                MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                on_access, s,
-                MHD_OPTION_LISTEN_SOCKET, dup_fd,
-                MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-                MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-                MHD_OPTION_CONNECTION_TIMEOUT, HTTP_CONNECTION_TIMEOUT_SEC,
-                MHD_OPTION_END);
-        if (s->daemon) {
-                TAKE_FD(dup_fd);
-                return 0;
-        }
-        if (fstat(dup_fd, &a) < 0 || fstat(listen_fd, &b) < 0 || a.st_ino != b.st_ino ||
-            a.st_dev != b.st_dev)
-                TAKE_FD(dup_fd);
-        return -EIO;
-}
-
-static int server_add_sources(HttpServer *s) {
-        const union MHD_DaemonInfo *info;
-        int r;
-
-        info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-        if (!info)
-                return -EIO;
-        r = sd_event_add_io(s->event, &s->io_source, info->epoll_fd, EPOLLIN, on_mhd_io, s);
-        if (r < 0)
-                return r;
-        (void) sd_event_source_set_description(s->io_source, "http-mhd-io");
-        r = sd_event_add_time_relative(s->event, &s->timer_source, CLOCK_MONOTONIC, 0, 1,
-                                       on_mhd_timer, s);
-        if (r < 0)
-                return r;
-        (void) sd_event_source_set_description(s->timer_source, "http-mhd-timer");
-        return 0;
-}
-
-static int server_set_routes(HttpServer *s, const HttpRoute *routes, size_t n_routes) {
-        for (size_t i = 0; i < n_routes; i++)
-                if (route_validate(&routes[i]) < 0)
-                        return -EINVAL;
-        s->routes = calloc(MAX(n_routes, (size_t) 1), sizeof(HttpRoute));
-        if (!s->routes)
-                return -ENOMEM;
-        if (n_routes > 0)
-                memcpy(s->routes, routes, n_routes * sizeof(HttpRoute));
-        s->n_routes = n_routes;
-        return 0;
-}
-
-int http_server_new(sd_event *e, int listen_fd, const HttpRoute *routes, size_t n_routes,
-                    void *userdata, uint64_t max_body, HttpServer **ret) {
-        _cleanup_close_ int fd = listen_fd;
-        _cleanup_(http_server_freep) HttpServer *s = NULL;
-        int r;
-
-        if (!e || fd < 0 || (!routes && n_routes > 0) || !ret)
-                return -EINVAL;
-        s = calloc(1, sizeof(HttpServer));
-        if (!s)
-                return -ENOMEM;
-        s->event = sd_event_ref(e);
-        s->userdata = userdata;
-        s->max_body = MIN(max_body, (uint64_t) SIZE_MAX - 1);
-
-        r = server_set_routes(s, routes, n_routes);
-        if (r < 0)
-                return r;
-        r = server_start_mhd(s, fd);
-        if (r < 0)
-                return r;
-        r = server_add_sources(s);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(s);
-        return 0;
-}
-
-HttpServer *http_server_free(HttpServer *s) {
-        if (!s)
-                return NULL;
-        s->freeing = true;
-        /* Kept requests: owners learn they will get no answer; MHD_stop_daemon() requires
-         * every connection resumed. */
-        for (HttpRequest *req = s->requests; req; req = req->next) {
-                request_abort(req);
-                if (req->suspended)
-                        request_resume(req);
-        }
-        /* The io source watches MHD's epoll fd: gone before MHD closes it. */
-        s->io_source = sd_event_source_disable_unref(s->io_source);
-        s->timer_source = sd_event_source_disable_unref(s->timer_source);
-        if (s->daemon)
-                MHD_stop_daemon(s->daemon);
-        /* MHD reported every request completed; anything left was never handed to MHD. */
-        while (s->requests)
-                request_free(s->requests);
-        sd_event_unref(s->event);
-        free(s->routes);
-        free(s);
-        return NULL;
 }

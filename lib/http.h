@@ -1,7 +1,9 @@
-/* An HTTP+JSON server on libmicrohttpd, driven by an sd-event loop (no threads): MHD's epoll fd
- * is an sd-event io source, its timeout an sd-event timer. Routes are a table; a handler either
- * replies at once or keeps the request (long poll) and replies later from any event source.
- * Peer credentials of Unix-socket clients are available to handlers for authorization. */
+/* tasad's HTTP/1.1 + JSON API server (tasad-scheduler, tasad-results), on sd-event: no threads,
+ * nothing blocks, no HTTP library (http.c says why). Routes are a table; a handler either
+ * replies at once or keeps the request (long poll, a Redis round trip) and replies later from
+ * any event source of the loop. One server serves any number of listening sockets (Unix ones,
+ * whose clients' credentials handlers may read, and TCP ones with an auth hook) under one set
+ * of limits. */
 #pragma once
 
 #include <stdbool.h>
@@ -27,18 +29,49 @@ typedef struct HttpRoute {
         HttpHandler handler;
 } HttpRoute;
 
-/* listen_fd: an already listening socket (owned by the server from now on).
- * max_body: request bodies above it get 413 without reaching the handler. */
-int http_server_new(sd_event *e, int listen_fd, const HttpRoute *routes, size_t n_routes,
-                    void *userdata, uint64_t max_body, HttpServer **ret);
-HttpServer *http_server_free(HttpServer *s);
-DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
+/* What a server lets requests and clients cost; http_limits_default() fills in the defaults
+ * (documented in docs/api.md; service.c sets them from tasad.conf). */
+typedef struct HttpLimits {
+        uint64_t max_body;              /* a larger request body: 413 `too-large` */
+        uint64_t max_buffered;          /* request bodies held at once over all connections: a
+                                         * body that does not fit gets 503 `unavailable` */
+        unsigned max_connections;       /* open connections, all listeners together */
+        unsigned max_connections_per_peer; /* open connections per client address (TCP) */
+        uint64_t head_timeout_usec;     /* for a complete request head, from the connection's
+                                         * start or a request's first byte; then 408, closed */
+        uint64_t io_timeout_usec;       /* longest pause inside a body, or while the client
+                                         * does not take its reply: then closed */
+        uint64_t idle_timeout_usec;     /* an idle keep-alive connection is closed after it */
+} HttpLimits;
+
+#define HTTP_MAX_BODY_DEFAULT (UINT64_C(64) << 20)
+#define HTTP_MAX_BUFFERED_DEFAULT (UINT64_C(256) << 20)
+#define HTTP_MAX_CONNECTIONS_DEFAULT 512U
+#define HTTP_MAX_CONNECTIONS_PER_PEER_DEFAULT 64U
+#define HTTP_TIMEOUT_DEFAULT_USEC (10 * USEC_PER_SEC)
+#define HTTP_IDLE_TIMEOUT_DEFAULT_USEC (60 * USEC_PER_SEC)
+/* A request head is at most HTTP_HEAD_MAX bytes (431), its request line at most HTTP_LINE_MAX
+ * (414). */
+#define HTTP_HEAD_MAX 8192U
+#define HTTP_LINE_MAX 4096U
+
+void http_limits_default(HttpLimits *ret);
 
 /* Returns 0 to let the request go on, or < 0 with a message (static) for the 401
- * `unauthorized` reply. It sees the headers only (http_request_header, http_request_peer). */
+ * `unauthorized` reply. It sees the head only (http_request_header, http_request_peer). */
 typedef int (*HttpAuthHook)(HttpRequest *req, void *userdata, const char **ret_message);
-/* Called for every request of the server as soon as its headers are in. */
-void http_server_set_auth(HttpServer *s, HttpAuthHook hook, void *userdata);
+
+/* A server without listeners yet; limits NULL: the defaults. The routes array is copied (its
+ * strings must outlive the server); userdata goes to every handler. -EINVAL for a malformed
+ * route or limits of 0. */
+int http_server_new(sd_event *e, const HttpRoute *routes, size_t n_routes, void *userdata,
+                    const HttpLimits *limits, HttpServer **ret);
+/* Serves the listening stream socket listen_fd (owned by the server from now on, also when
+ * this fails; made non-blocking). auth (may be NULL) is called for every request of this
+ * listener as soon as its head is in, before anything else about it is looked at. */
+int http_server_listen(HttpServer *s, int listen_fd, HttpAuthHook auth, void *auth_userdata);
+HttpServer *http_server_free(HttpServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(HttpServer *, http_server_free);
 
 const char *http_request_method(const HttpRequest *req);
 const char *http_request_path(const HttpRequest *req);
@@ -47,9 +80,12 @@ const char *http_request_param(const HttpRequest *req, const char *name);
 /* A query-string argument, %-decoded, or NULL. */
 const char *http_request_query(const HttpRequest *req, const char *name);
 const uint8_t *http_request_body(const HttpRequest *req, size_t *ret_len);
+/* Frees the body before the reply (it counts against max_buffered until then); afterwards
+ * http_request_body() is empty. */
+void http_request_drop_body(HttpRequest *req);
 /* Peer credentials (SO_PEERCRED) of a Unix-socket client; -ENODATA on TCP. */
 int http_request_peer(const HttpRequest *req, uid_t *ret_uid, gid_t *ret_gid, pid_t *ret_pid);
-/* A request header's value, or NULL. */
+/* A request header's value (the first of that name), or NULL. */
 const char *http_request_header(const HttpRequest *req, const char *name);
 /* Who the auth hook found the client to be (an API token, say); NULL until it says. */
 void http_request_set_principal(HttpRequest *req, const void *principal);
@@ -69,7 +105,7 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
 typedef void (*HttpAbortHandler)(HttpRequest *req, void *userdata);
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata);
 
-/* Notes on the contract above, as implemented in http.c (additions, nothing above changed):
+/* Notes on the contract above, as implemented in http.c:
  * - http_request_path() is the path as received (still %-encoded, no query string); params
  *   and query values are %-decoded ('+' is a space in the query), a query key without '=' has
  *   the value "". A malformed escape or an encoded NUL is answered 400 `bad-request`.
@@ -77,10 +113,12 @@ void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userda
  * - http_request_body() never returns NULL and the body is NUL-terminated (not counted).
  * - http_reply_bytes() copies data; http_reply_json() consumes body also on failure. A second
  *   reply (or one after on_abort) returns -EALREADY and changes nothing. A reply can come from
- *   any event source of the same sd-event loop, never from another thread.
+ *   any event source of the same sd-event loop, never from another thread; it is written from
+ *   the connection's own event source, so no callback runs inside http_reply_*().
  * - http_request_keep() keeps a request only inside the handler; called again later on a kept
- *   request it hands the request to a new owner (replaces on_abort and its userdata). A handler that keeps the request and
- *   then returns -errno gets on_abort called (its owner must forget req) and a 500 sent.
- *   on_abort is also called by http_server_free() for requests still kept.
- * - http_server_free() must not be called from inside a handler or an on_abort callback.
- * - listen_fd is owned (closed) by http_server_new() also when it fails. */
+ *   request it hands the request to a new owner (replaces on_abort and its userdata). A
+ *   handler that keeps the request and then returns -errno gets on_abort called (its owner
+ *   must forget req) and a 500 sent. on_abort is also called by http_server_free() for
+ *   requests still kept.
+ * - A kept request's client is gone when it hangs up or shuts down its sending side.
+ * - http_server_free() must not be called from inside a handler or an on_abort callback. */

@@ -1,6 +1,7 @@
 #include "service.h"
 
 #include <hiredis/hiredis.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -31,20 +32,51 @@ static int service_authenticate(HttpRequest *req, void *userdata, const char **r
         return 0;
 }
 
-/* Requests are served from the first Redis round trip on: until then a client (one that woke
- * the socket-activated daemon, say) waits in the listen backlog instead of getting 503. */
-static int service_serve(Service *s) {
-        for (; s->n_http < s->n_listen; s->n_http++) {
-                size_t i = s->n_http;
-                bool is_unix = sd_is_socket(s->listen_fds[i], AF_UNIX, 0, -1) > 0;
-                int r = http_server_new(s->event, s->listen_fds[i], s->routes, s->n_routes,
-                                        s->route_userdata, s->config->max_request, &s->http[i]);
+static void service_http_limits(const TasadConfig *c, HttpLimits *ret) {
+        http_limits_default(ret);
+        ret->max_body = c->max_request;
+        ret->max_buffered = c->max_request_buffered;
+        ret->max_connections = c->http_max_connections;
+        ret->max_connections_per_peer = c->http_max_connections_per_host;
+        ret->head_timeout_usec = c->http_timeout_usec;
+        ret->io_timeout_usec = c->http_timeout_usec;
+}
 
+/* Connections, listening sockets and what a daemon has open besides (Redis, the journal, the
+ * results directories): the soft RLIMIT_NOFILE is raised as far as that needs (systemd starts
+ * services at 1024, with a much higher hard limit). */
+static void service_raise_nofile(const TasadConfig *c) {
+        rlim_t need = (rlim_t) c->http_max_connections + 256;
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+                return;
+        rl.rlim_cur = MIN(need, rl.rlim_max);
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug_errno(negative_errno(), "Failed to raise RLIMIT_NOFILE: %m");
+}
+
+/* Requests are served from the first Redis round trip on: until then a client (one that woke
+ * the socket-activated daemon, say) waits in the listen backlog instead of getting 503. One
+ * server for every socket, so that the connection and body limits hold for the daemon. */
+static int service_serve(Service *s) {
+        HttpLimits limits;
+        int r;
+
+        service_http_limits(s->config, &limits);
+        service_raise_nofile(s->config);
+        r = http_server_new(s->event, s->routes, s->n_routes, s->route_userdata, &limits,
+                            &s->http);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < s->n_listen; i++) {
+                int fd = TAKE_FD(s->listen_fds[i]); /* the server owns it now */
+                bool is_unix = sd_is_socket(fd, AF_UNIX, 0, -1) > 0;
+
+                /* TCP is only possible with API tokens (http_listen_fds). */
+                r = http_server_listen(s->http, fd, is_unix ? NULL : service_authenticate, s);
                 if (r < 0)
                         return r;
-                s->listen_fds[i] = -EBADF; /* the server owns it now */
-                if (!is_unix) /* only possible with API tokens (http_listen_fds) */
-                        http_server_set_auth(s->http[i], service_authenticate, s);
         }
         return 0;
 }
@@ -124,10 +156,9 @@ Service *service_free(Service *s) {
         if (!s)
                 return NULL;
         sd_event_source_disable_unref(s->watchdog);
-        for (size_t i = 0; i < s->n_listen; i++) {
-                http_server_free(s->http[i]);
+        http_server_free(s->http);
+        for (size_t i = 0; i < s->n_listen; i++)
                 safe_close(s->listen_fds[i]);
-        }
         s->redis = redis_conn_free(s->redis);
         if (s->keys && s->queues)
                 for (size_t i = 0; i < s->queues->n_queues; i++)

@@ -33,8 +33,7 @@ struct Service {
         QueueKeys **keys;          /* keys[i] belongs to queues->queues[i] */
         struct ApiTokens *tokens;  /* of api_tokens_credential; NULL: Unix sockets only */
         RedisConn *redis;
-        HttpServer *http[HTTP_LISTEN_MAX]; /* made at the first Redis round trip, one per socket */
-        size_t n_http;
+        HttpServer *http;          /* made at the first Redis round trip, serving every socket */
         int listen_fds[HTTP_LISTEN_MAX];   /* until then, the sockets (connections wait in their backlog) */
         size_t n_listen;
         const HttpRoute *routes;

@@ -49,6 +49,10 @@ static void assert_tasad_defaults(const TasadConfig *c) {
         ck_assert_str_eq(c->work_dir, "/var/lib/tasad/work");
         ck_assert_uint_eq(c->retention_usec, SEC(7 * 86400));
         ck_assert_uint_eq(c->max_request, 64 << 20);
+        ck_assert_uint_eq(c->max_request_buffered, 256 << 20);
+        ck_assert_uint_eq(c->http_timeout_usec, SEC(10));
+        ck_assert_uint_eq(c->http_max_connections, 512);
+        ck_assert_uint_eq(c->http_max_connections_per_host, 64);
         ck_assert_uint_eq(c->redis_timeout_usec, SEC(10));
 }
 
@@ -94,6 +98,10 @@ START_TEST(test_tasad_full) {
         assert_strv(c->policy_dirs, (const char *const[]) { "/srv/tasad/policy", NULL });
         ck_assert_uint_eq(c->retention_usec, SEC(36 * 3600));
         ck_assert_uint_eq(c->max_request, 1 << 20);
+        ck_assert_uint_eq(c->max_request_buffered, 3 << 20);
+        ck_assert_uint_eq(c->http_timeout_usec, 2500 * USEC_PER_MSEC);
+        ck_assert_uint_eq(c->http_max_connections, 100);
+        ck_assert_uint_eq(c->http_max_connections_per_host, 7);
         ck_assert_uint_eq(c->redis_timeout_usec, 250 * USEC_PER_MSEC);
 }
 END_TEST
@@ -104,6 +112,8 @@ START_TEST(test_tasad_integers) {
         ck_assert_int_eq(tasad_config_load(FIXTURE("good/tasad-integers.conf"), &c, NULL), 0);
         ck_assert_uint_eq(c->retention_usec, SEC(3600));
         ck_assert_uint_eq(c->max_request, 65536);
+        /* Unset, the bodies held at once are at least one body. */
+        ck_assert_uint_eq(c->max_request_buffered, 256 << 20);
         ck_assert_uint_eq(c->redis_timeout_usec, SEC(2));
         assert_strv(c->policy_dirs, (const char *const[]) { "/a", "/b", "/c", NULL });
 }
@@ -141,6 +151,10 @@ static const BadCase tasad_bad[] = {
           "file name)" },
         { "zero-retention.conf", -EINVAL, NULL, ":2: retention: 0 is out of range (1s..365d)" },
         { "big-request.conf", -EINVAL, NULL, ":2: max_request: 2G is out of range (1K..1G)" },
+        { "small-buffered.conf", -EINVAL, NULL,
+          ":3: max_request_buffered: 1M is less than max_request (2M)" },
+        { "zero-connections.conf", -EINVAL, NULL,
+          ":2: http_max_connections: 0 is out of range (1..65536)" },
         { "bad-timeout.conf", -EINVAL, NULL, ":2: redis_timeout: \"10 s\" is not a valid duration" },
         { "syntax-error.conf", -EINVAL, NULL, ":3: syntax error" },
 };
