@@ -1,5 +1,5 @@
 /* A small HTTP/1.1 + JSON server for local control sockets (the worker's), driven by sd-event:
- * no threads, nothing blocks, no libmicrohttpd. One request per connection, answered with
+ * no threads, nothing blocks, no HTTP library. One request per connection, answered with
  * `Connection: close`; no request bodies are passed on (a Content-Length body of at most
  * CTL_BODY_MAX bytes is read and thrown away), no chunked encoding, no keep-alive.
  *

@@ -1,4 +1,4 @@
-/* JSON bodies shared by tasad's HTTP servers (http.c on libmicrohttpd, ctl.c). */
+/* JSON bodies shared by tasad's HTTP servers (http.c, ctl.c). */
 #pragma once
 
 #include <jansson.h>

@@ -1,5 +1,5 @@
-/* The listening sockets of tasad's HTTP servers (http.h on libmicrohttpd for the scheduler and
- * tasad-results, ctl.h for the worker's control socket): passed by systemd (socket activation,
+/* The listening sockets of tasad's HTTP servers (http.h for the scheduler and tasad-results,
+ * ctl.h for the worker's control socket): passed by systemd (socket activation,
  * named fds) or bound by hand. No dependency on the HTTP implementation. */
 #include "http-listen.h"
 

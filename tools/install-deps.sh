@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential meson ninja-build pkg-config python3
   libsystemd-dev libhiredis-dev libconfig-dev libseccomp-dev check libjansson-dev
-  libmicrohttpd-dev libcurl4-openssl-dev libssl-dev
+  libcurl4-openssl-dev libssl-dev
   redis-server redis-tools curl nmap
   debhelper lintian dpkg-dev systemd-container
 )
