@@ -13,9 +13,9 @@
 #include "log.h"
 #include "redis.h"
 #include "service.h"
+#include "submission.h"
 
 #define REAP_INTERVAL_USEC USEC_PER_SEC
-#define MAX_BATCH 1000000
 #define SCRIPT_LIMIT "1000"
 #define BATCH_CHUNK 10000        /* jobs per submit_batch call: bounds Redis' memory per call */
 
@@ -82,39 +82,94 @@ static void reply_redis_error(HttpRequest *req, int error, const redisReply *rep
                                  "with the same id to be safe", strerror(-error));
 }
 
-/* --- request bodies ------------------------------------------------------------------------- */
+/* --- request bodies: decoded by lib/submission.c in bounded steps -------------------------- */
 
-static int parse_body(HttpRequest *req, json_t **ret) {
-        json_error_t e;
-        size_t len;
-        const uint8_t *body = http_request_body(req, &len);
-        json_t *j = json_loadb((const char *) body, len, JSON_REJECT_DUPLICATES, &e);
+/* A body being decoded for a route; the request is kept (its owner) until then. */
+typedef struct Parse {
+        Scheduler *scheduler;
+        HttpRequest *req;
+        size_t queue;
+        bool batch;
+        Submission *sub;
+} Parse;
 
-        if (!j) {
-                http_reply_error(req, 400, "bad-request", "body is not valid JSON: %s (line %d, column %d)",
-                                 e.text, e.line, e.column);
-                return -EINVAL;
-        }
-        if (!json_is_object(j)) {
-                json_decref(j);
-                http_reply_error(req, 400, "bad-request", "body must be a JSON object");
-                return -EINVAL;
-        }
-        *ret = j;
-        return 0;
+static void parse_free(Parse *p) {
+        if (!p)
+                return;
+        submission_free(p->sub);
+        free(p);
 }
 
-static int decode_spec(HttpRequest *req, const json_t *obj, const QueueConfig *q,
-                       const char *where, JobSpec **ret) {
-        _cleanup_free_ char *error = NULL;
-        int r = job_spec_from_json(obj, q, ret, &error);
+static void on_parse_abort(HttpRequest *req, void *userdata) {
+        parse_free(userdata);
+}
+
+static void specs_free(JobSpec **specs, size_t n) {
+        for (size_t i = 0; specs && i < n; i++)
+                job_spec_free(specs[i]);
+        free(specs);
+}
+
+/* The answer to a body that lib/submission.c refused. */
+static void reply_refused(HttpRequest *req, int r, const char *message) {
+        if (r == -EBADMSG)
+                http_reply_error(req, 400, "bad-request", "%s", message);
+        else if (r == -EINVAL)
+                http_reply_error(req, 400, "invalid-argument", "%s", message);
+        else if (r == -E2BIG)
+                http_reply_error(req, 413, "too-large", "%s", message);
+        else
+                http_reply_error(req, 500, "internal", "decoding the body failed: %s", message);
+}
+
+static int store_job(Scheduler *s, HttpRequest *req, size_t qi, JobSpec *spec);
+static int store_batch(Scheduler *s, HttpRequest *req, size_t qi, JobSpec **specs, size_t n);
+
+static void on_parsed(Submission *sub, int r, const char *message, void *userdata) {
+        Parse *p = userdata;
+        Scheduler *s = p->scheduler;
+        HttpRequest *req = p->req;
+        bool batch = p->batch;
+        size_t qi = p->queue, n = 0;
+        JobSpec **specs = NULL;
 
         if (r >= 0)
-                return 0;
-        http_reply_error(req, r == -E2BIG ? 413 : 400,
-                         r == -E2BIG ? "too-large" : r == -EBADMSG ? "bad-request" : "invalid-argument",
-                         "%s%s", where, error ? error : strerror(-r));
-        return r;
+                specs = submission_take_specs(sub, &n);
+        parse_free(p);
+        if (r < 0)
+                return reply_refused(req, r, message);
+        http_request_drop_body(req); /* the jobs are decoded: the body's room is free */
+        if (service_require_redis(s->service, req) < 0)
+                return specs_free(specs, n);
+        /* store_*() take the request over (or reply) and free the specs. */
+        if (batch)
+                r = store_batch(s, req, qi, specs, n);
+        else {
+                r = store_job(s, req, qi, specs[0]);
+                free(specs);
+        }
+        if (r < 0)
+                http_reply_error(req, 500, "internal", "%s", strerror(-r));
+}
+
+/* Decodes the request's body as a job (or a batch) of queue qi, then stores it. */
+static int parse_start(Scheduler *s, HttpRequest *req, size_t qi, bool batch) {
+        Parse *p = calloc(1, sizeof(Parse));
+        size_t len;
+        const uint8_t *body = http_request_body(req, &len);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        *p = (Parse) { .scheduler = s, .req = req, .queue = qi, .batch = batch };
+        r = submission_new(s->service->event, body, len, queue_of(s, qi), batch, on_parsed, p,
+                           &p->sub);
+        if (r < 0) {
+                parse_free(p);
+                return r;
+        }
+        http_request_keep(req, on_parse_abort, p);
+        return 0;
 }
 
 /* --- submission ----------------------------------------------------------------------------- */
@@ -169,20 +224,22 @@ out:
 
 static int route_submit(HttpRequest *req, void *userdata) {
         Scheduler *s = userdata;
-        _cleanup_(job_spec_freep) JobSpec *spec = NULL;
-        json_t *body = NULL;
-        char gen[21];
-        Pending *p;
         size_t qi;
-        int r;
 
         if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
-            service_require_redis(s->service, req) < 0 || parse_body(req, &body) < 0)
+            service_require_redis(s->service, req) < 0)
                 return 0;
-        r = decode_spec(req, body, queue_of(s, qi), "", &spec);
-        json_decref(body);
-        if (r < 0)
-                return 0;
+        return parse_start(s, req, qi, false);
+}
+
+/* Stores one decoded job (spec is consumed); replies, or hands the request to the Redis
+ * reply. */
+static int store_job(Scheduler *s, HttpRequest *req, size_t qi, JobSpec *job) {
+        _cleanup_(job_spec_freep) JobSpec *spec = job;
+        char gen[21];
+        Pending *p;
+        int r;
+
         if (!spec->id && job_id_generate(gen) < 0)
                 return -EIO;
         p = pending_new(s, req, qi);
@@ -224,36 +281,6 @@ static void on_exec_reply(RedisConn *c, const redisReply *reply, int error, void
                                                "created", (json_int_t) created, "ids", p->ids));
 out:
         pending_free(p);
-}
-
-/* Decodes every job of a batch before anything is written: one bad job refuses the batch. */
-static int decode_batch(HttpRequest *req, const json_t *body, const QueueConfig *q,
-                        JobSpec ***ret, size_t *ret_n) {
-        const json_t *jobs = json_object_get(body, "jobs");
-        size_t n = json_array_size(jobs);
-        JobSpec **specs;
-        char where[48];
-
-        if (json_object_size(body) != 1 || !json_is_array(jobs) || n == 0 || n > MAX_BATCH) {
-                http_reply_error(req, 400, "bad-request",
-                                 "body must be {\"jobs\": [job, ...]} with 1 to %d jobs", MAX_BATCH);
-                return -EINVAL;
-        }
-        specs = calloc(n, sizeof(JobSpec *));
-        if (!specs)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                snprintf(where, sizeof(where), "jobs[%zu]: ", i);
-                if (decode_spec(req, json_array_get(jobs, i), q, where, &specs[i]) < 0) {
-                        for (size_t k = 0; k < i; k++)
-                                job_spec_free(specs[k]);
-                        free(specs);
-                        return -EINVAL;
-                }
-        }
-        *ret = specs;
-        *ret_n = n;
-        return 0;
 }
 
 /* One submit_batch call for specs[0..n) (ids already assigned, in p->ids). */
@@ -439,20 +466,21 @@ static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
 
 static int route_batch(HttpRequest *req, void *userdata) {
         Scheduler *s = userdata;
-        JobSpec **specs = NULL;
-        json_t *body = NULL;
-        size_t qi, n = 0;
+        size_t qi;
+
+        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
+            service_require_redis(s->service, req) < 0)
+                return 0;
+        return parse_start(s, req, qi, true);
+}
+
+/* Stores a decoded batch (specs[0..n) are consumed), validated whole before: replies, or
+ * hands the request to the Redis reply. */
+static int store_batch(Scheduler *s, HttpRequest *req, size_t qi, JobSpec **specs, size_t n) {
         char gen[21];
         Pending *p;
         int r;
 
-        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
-            service_require_redis(s->service, req) < 0 || parse_body(req, &body) < 0)
-                return 0;
-        r = decode_batch(req, body, queue_of(s, qi), &specs, &n);
-        json_decref(body);
-        if (r < 0)
-                return r == -EINVAL ? 0 : r;
         p = pending_new(s, req, qi);
         r = !p || job_id_generate(gen) < 0 || !(p->batch = strdup(gen)) || !(p->ids = json_array())
                     ? -ENOMEM : send_batch(s, p, &specs, n);

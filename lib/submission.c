@@ -1,0 +1,296 @@
+/* Submission bodies decoded in bounded steps (see submission.h). */
+#include "submission.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+
+#include "config.h"
+#include "job.h"
+#include "json-scan.h"
+#include "strutil.h"
+
+/* Bytes given to the scanner between two looks at the clock. */
+#define SUBMISSION_SCAN_CHUNK (64U * 1024U)
+/* A job object's members (4 keys) and its args (max_args) with room for a mistake or two: a
+ * container beyond this is not a job. */
+#define SUBMISSION_ELEMENTS_SLACK 16U
+#define SUBMISSION_BATCH_DEPTH 4U       /* body object, jobs array, job object, args array */
+#define SUBMISSION_JOB_DEPTH 2U         /* job object, args array */
+
+typedef enum Phase {
+        PHASE_SCAN,
+        PHASE_DECODE,
+} Phase;
+
+struct Submission {
+        sd_event_source *defer;
+        const char *body;
+        size_t len;
+        const QueueConfig *q;
+        bool batch;
+        Phase phase;
+        JsonScan scan;
+        size_t scanned;         /* bytes given to the scanner */
+        JobSpec **specs;
+        size_t n_specs;         /* the jobs to decode */
+        size_t decoded;
+        SubmissionDone done;
+        void *userdata;
+        unsigned steps;
+        uint64_t step_start;
+        uint64_t longest_usec;
+};
+
+uint64_t submission_job_json_max(const QueueConfig *q) {
+        return 8 * q->max_payload + (uint64_t) q->max_args * (6 * q->max_arg_len + 4) +
+               UINT64_C(64) * 1024;
+}
+
+static uint64_t clock_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+static void specs_free(JobSpec **specs, size_t n) {
+        for (size_t i = 0; specs && i < n; i++)
+                job_spec_free(specs[i]);
+        free(specs);
+}
+
+Submission *submission_free(Submission *sub) {
+        if (!sub)
+                return NULL;
+        sd_event_source_disable_unref(sub->defer);
+        json_scan_done(&sub->scan);
+        specs_free(sub->specs, sub->n_specs);
+        free(sub);
+        return NULL;
+}
+
+/* Ends the submission: done is called last, and may free it. */
+_printf_(3, 4) static void submission_finish(Submission *sub, int r, const char *fmt, ...) {
+        _cleanup_free_ char *message = NULL;
+        va_list ap;
+
+        (void) sd_event_source_set_enabled(sub->defer, SD_EVENT_OFF);
+        sub->longest_usec = MAX(sub->longest_usec, clock_usec() - sub->step_start);
+        if (fmt) {
+                va_start(ap, fmt);
+                if (vasprintf(&message, fmt, ap) < 0)
+                        message = NULL;
+                va_end(ap);
+        }
+        sub->done(sub, r, message ?: (r < 0 ? strerror(-r) : NULL), sub->userdata);
+}
+
+static void refuse_shape(Submission *sub) {
+        if (sub->batch)
+                submission_finish(sub, -EBADMSG, "body must be {\"jobs\": [job, ...]} with 1 to %u "
+                                  "jobs", SUBMISSION_BATCH_MAX);
+        else
+                submission_finish(sub, -EBADMSG, "body must be a JSON object");
+}
+
+/* What a scanner error means for a submission. */
+static void refuse_scan(Submission *sub, int r) {
+        const JsonScan *s = &sub->scan;
+        char where[48] = "";
+
+        if (s->in_split)
+                snprintf(where, sizeof(where), "jobs[%zu]: ", s->n_spans);
+        switch (r) {
+        case -EBADMSG:
+                return submission_finish(sub, r, "%sbody is not valid JSON: %s", where,
+                                         s->message);
+        case -ELOOP:
+                return submission_finish(sub, -EBADMSG, "%sbody is nested deeper than %u levels",
+                                         where, s->limits.max_depth);
+        case -E2BIG:
+                if (s->split_overflow)
+                        return submission_finish(sub, r, "more than %u jobs in one batch",
+                                                 SUBMISSION_BATCH_MAX);
+                return submission_finish(sub, r, "%s%s", where, s->message);
+        case -EFBIG:
+                return submission_finish(sub, -E2BIG, "%smore than %" PRIu64 " bytes of JSON, the "
+                                         "most a job of this queue can take", where,
+                                         s->limits.max_split_bytes);
+        default:
+                return submission_finish(sub, r, "%s", s->message);
+        }
+}
+
+/* The scan is complete: is the body the shape it must be? */
+static int shape_check(Submission *sub) {
+        const JsonScan *s = &sub->scan;
+        json_t *key;
+        bool ok;
+
+        if (!sub->batch)
+                return s->top == '{' ? 0 : -EBADMSG;
+        if (s->top != '{' || s->top_members != 1 || s->split_arrays != 1 || s->n_spans == 0)
+                return -EBADMSG;
+        key = json_loadb(sub->body + s->first_key.offset, s->first_key.length, JSON_DECODE_ANY,
+                         NULL);
+        ok = key && json_string_length(key) == 4 && streq(json_string_value(key), "jobs");
+        json_decref(key);
+        return ok ? 0 : -EBADMSG;
+}
+
+static void scan_complete(Submission *sub) {
+        int r = json_scan_finish(&sub->scan);
+
+        if (r < 0)
+                return refuse_scan(sub, r);
+        if (shape_check(sub) < 0)
+                return refuse_shape(sub);
+        sub->n_specs = sub->batch ? sub->scan.n_spans : 1;
+        sub->specs = calloc(sub->n_specs, sizeof(JobSpec *));
+        if (!sub->specs) {
+                sub->n_specs = 0;
+                return submission_finish(sub, -ENOMEM, NULL);
+        }
+        sub->phase = PHASE_DECODE;
+}
+
+/* Scans until the step's time is up; false once the submission ended. */
+static bool scan_some(Submission *sub, uint64_t until) {
+        uint64_t max = submission_job_json_max(sub->q);
+
+        if (!sub->batch && sub->len > max) {
+                submission_finish(sub, -E2BIG, "the job is larger than %" PRIu64 " bytes of JSON, "
+                                  "the most a job of this queue can take", max);
+                return false;
+        }
+        while (sub->scanned < sub->len) {
+                size_t n = MIN(sub->len - sub->scanned, (size_t) SUBMISSION_SCAN_CHUNK);
+                int r = json_scan_feed(&sub->scan, sub->body + sub->scanned, n);
+
+                if (r < 0) {
+                        refuse_scan(sub, r);
+                        return false;
+                }
+                sub->scanned += n;
+                if (clock_usec() >= until)
+                        return true;
+        }
+        scan_complete(sub);
+        return sub->phase == PHASE_DECODE;
+}
+
+/* Decodes job i; on failure the submission ends (false). */
+static bool decode_one(Submission *sub, size_t i) {
+        const JsonSpan *sp = sub->batch ? &sub->scan.spans[i] : NULL;
+        const char *text = sp ? sub->body + sp->offset : sub->body;
+        size_t len = sp ? sp->length : sub->len;
+        _cleanup_free_ char *error = NULL;
+        char where[48] = "";
+        json_error_t e;
+        json_t *j;
+        int r;
+
+        if (sub->batch)
+                snprintf(where, sizeof(where), "jobs[%zu]: ", i);
+        j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
+        if (!j) {
+                submission_finish(sub, -EBADMSG, "%sbody is not valid JSON: %s (line %d, column %d)",
+                                  where, e.text, e.line, e.column);
+                return false;
+        }
+        r = job_spec_from_json(j, sub->q, &sub->specs[i], &error);
+        json_decref(j);
+        if (r < 0) {
+                submission_finish(sub, r, "%s%s", where, error ?: strerror(-r));
+                return false;
+        }
+        return true;
+}
+
+/* Decodes until the step's time is up (one job at least); false once the submission ended. */
+static bool decode_some(Submission *sub, uint64_t until) {
+        do {
+                if (!decode_one(sub, sub->decoded))
+                        return false;
+                sub->decoded++;
+        } while (sub->decoded < sub->n_specs && clock_usec() < until);
+        if (sub->decoded == sub->n_specs) {
+                submission_finish(sub, 0, NULL);
+                return false;
+        }
+        return true;
+}
+
+static int on_step(sd_event_source *src, void *userdata) {
+        Submission *sub = userdata;
+        uint64_t start = clock_usec(), until = start + SUBMISSION_STEP_USEC;
+        bool going = true;
+
+        sub->steps++;
+        sub->step_start = start;
+        if (sub->phase == PHASE_SCAN)
+                going = scan_some(sub, until);
+        if (going && sub->phase == PHASE_DECODE && clock_usec() < until)
+                going = decode_some(sub, until);
+        /* Once done was called, sub may be gone. */
+        if (going)
+                sub->longest_usec = MAX(sub->longest_usec, clock_usec() - start);
+        return 0;
+}
+
+static int scan_setup(Submission *sub) {
+        const QueueConfig *q = sub->q;
+        JsonScanLimits l = {
+                .max_depth = sub->batch ? SUBMISSION_BATCH_DEPTH : SUBMISSION_JOB_DEPTH,
+                .max_elements = (uint64_t) q->max_args + SUBMISSION_ELEMENTS_SLACK,
+                .split_depth = sub->batch ? 2 : 0,
+                .max_split_elements = SUBMISSION_BATCH_MAX,
+                .max_split_bytes = submission_job_json_max(q),
+        };
+
+        return json_scan_init(&sub->scan, &l);
+}
+
+int submission_new(sd_event *e, const void *body, size_t len, const QueueConfig *q, bool batch,
+                   SubmissionDone done, void *userdata, Submission **ret) {
+        _cleanup_(submission_freep) Submission *sub = NULL;
+        int r;
+
+        if (!e || (!body && len > 0) || !q || !done || !ret)
+                return -EINVAL;
+        sub = calloc(1, sizeof(Submission));
+        if (!sub)
+                return -ENOMEM;
+        *sub = (Submission) { .body = body ?: "", .len = len, .q = q, .batch = batch,
+                              .done = done, .userdata = userdata };
+        r = scan_setup(sub);
+        if (r < 0)
+                return r;
+        /* A defer source runs once by default: this one every loop iteration until done. */
+        r = sd_event_add_defer(e, &sub->defer, on_step, sub);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(sub->defer, SD_EVENT_ON);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(sub->defer, "submission");
+        *ret = TAKE_PTR(sub);
+        return 0;
+}
+
+JobSpec **submission_take_specs(Submission *sub, size_t *ret_n) {
+        JobSpec **specs = TAKE_PTR(sub->specs);
+
+        *ret_n = sub->n_specs;
+        sub->n_specs = 0;
+        return specs;
+}
+
+void submission_stats(const Submission *sub, unsigned *ret_steps, uint64_t *ret_longest_usec) {
+        if (ret_steps)
+                *ret_steps = sub->steps;
+        if (ret_longest_usec)
+                *ret_longest_usec = sub->longest_usec;
+}
