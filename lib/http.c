@@ -628,14 +628,23 @@ typedef struct Refusal {
         const char *message;
         const char *allow;
         unsigned retry_after;
+        bool keep_alive;        /* the connection may go on if the request has no body */
 } Refusal;
 
-/* Answers rf and ends the connection after the reply (the request, if any, is dropped). What
- * the client still sends is dropped: the rest of a declared body (at most max_body +
- * HTTP_LINGER_MAX), else up to HTTP_LINGER_MAX bytes. */
+/* Whether the connection can go on after refusing its request (nothing of it left to read). */
+static bool conn_may_go_on(const HttpConn *c, const Refusal *rf) {
+        return rf->keep_alive && c->req && !c->close_after && !c->req->h.chunked &&
+               c->req->h.content_length == 0;
+}
+
+/* Answers rf; the request, if any, is dropped. Unless the request had no body and rf allows
+ * it, the connection ends after the reply, and what the client still sends is dropped: the
+ * rest of a declared body (at most max_body + HTTP_LINGER_MAX), else up to HTTP_LINGER_MAX
+ * bytes. */
 static int conn_refuse(HttpConn *c, const Refusal *rf) {
         _cleanup_free_ char *text = error_text(rf->code, rf->message);
-        Reply rp = { .status = rf->status, .content_type = "application/json", .close = true,
+        bool go_on = conn_may_go_on(c, rf);
+        Reply rp = { .status = rf->status, .content_type = "application/json", .close = !go_on,
                      .allow = rf->allow, .retry_after = rf->retry_after };
         int r;
 
@@ -646,7 +655,7 @@ static int conn_refuse(HttpConn *c, const Refusal *rf) {
         if (c->req && streq(c->req->h.method, "HEAD"))
                 rp.omit_body = true;
         c->req = request_free(c->req);
-        c->close_after = true;
+        c->close_after = !go_on;
         c->linger_left = MIN(c->body_left + HTTP_HEAD_MAX,
                              c->server->limits.max_body + HTTP_LINGER_MAX);
         c->body_left = 0;
@@ -671,7 +680,7 @@ static int conn_refusef(HttpConn *c, unsigned status, const char *code, const ch
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        return conn_refuse(c, &(Refusal) { status, code, message, NULL, 0 });
+        return conn_refuse(c, &(Refusal) { status, code, message, NULL, 0, false });
 }
 
 /* Maps http_head_scan() and http_head_parse() errors to their answers. */
@@ -766,23 +775,27 @@ static int conn_check_route(HttpConn *c) {
         _cleanup_free_ char *allow = NULL, *message = NULL;
         int r;
 
+        /* Answers about the target leave a connection without a body usable. */
         r = target_parse(req);
         if (r == -EINVAL)
                 return conn_refuse(c, &(Refusal) { 400, "bad-request",
                                                    "Malformed request target (a bad %-escape or "
-                                                   "an encoded NUL)", NULL, 0 });
+                                                   "an encoded NUL)", NULL, 0, true });
         if (r < 0)
                 return r;
         r = route_find(req);
-        if (r == -ENOENT)
-                return conn_refusef(c, 404, "not-found", "No such path: %s", req->h.path);
+        if (r == -ENOENT) {
+                if (asprintf(&message, "No such path: %s", req->h.path) < 0)
+                        return -ENOMEM;
+                return conn_refuse(c, &(Refusal) { 404, "not-found", message, NULL, 0, true });
+        }
         if (r != -EOPNOTSUPP)
                 return r;
         if (route_allow(req, &allow) < 0 ||
             asprintf(&message, "Method %s is not allowed here (allowed: %s)", req->h.method,
                      allow) < 0)
                 return -ENOMEM;
-        return conn_refuse(c, &(Refusal) { 405, "method-not-allowed", message, allow, 0 });
+        return conn_refuse(c, &(Refusal) { 405, "method-not-allowed", message, allow, 0, true });
 }
 
 static int conn_refuse_too_large(HttpConn *c) {

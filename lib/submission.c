@@ -23,10 +23,11 @@
 typedef enum Phase {
         PHASE_SCAN,
         PHASE_DECODE,
+        PHASE_RELEASE,          /* refused: the jobs decoded so far are freed, then done */
 } Phase;
 
 struct Submission {
-        sd_event_source *defer;
+        sd_event_source *step;  /* a timer due at once, armed again after each step */
         const char *body;
         size_t len;
         const QueueConfig *q;
@@ -37,6 +38,8 @@ struct Submission {
         JobSpec **specs;
         size_t n_specs;         /* the jobs to decode */
         size_t decoded;
+        int refusal;            /* PHASE_RELEASE: what done will say */
+        char *refusal_message;
         SubmissionDone done;
         void *userdata;
         unsigned steps;
@@ -65,9 +68,10 @@ static void specs_free(JobSpec **specs, size_t n) {
 Submission *submission_free(Submission *sub) {
         if (!sub)
                 return NULL;
-        sd_event_source_disable_unref(sub->defer);
+        sd_event_source_disable_unref(sub->step);
         json_scan_done(&sub->scan);
         specs_free(sub->specs, sub->n_specs);
+        free(sub->refusal_message);
         free(sub);
         return NULL;
 }
@@ -77,7 +81,7 @@ _printf_(3, 4) static void submission_finish(Submission *sub, int r, const char 
         _cleanup_free_ char *message = NULL;
         va_list ap;
 
-        (void) sd_event_source_set_enabled(sub->defer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(sub->step, SD_EVENT_OFF);
         sub->longest_usec = MAX(sub->longest_usec, clock_usec() - sub->step_start);
         if (fmt) {
                 va_start(ap, fmt);
@@ -182,7 +186,32 @@ static bool scan_some(Submission *sub, uint64_t until) {
         return sub->phase == PHASE_DECODE;
 }
 
-/* Decodes job i; on failure the submission ends (false). */
+/* A job of a batch is refused after `decoded` others were decoded: those are freed in steps
+ * (a million of them take longer than a step) before done hears of it. */
+_printf_(3, 4) static void refuse_decoded(Submission *sub, int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&sub->refusal_message, fmt, ap) < 0)
+                sub->refusal_message = NULL;
+        va_end(ap);
+        sub->refusal = r;
+        sub->phase = PHASE_RELEASE;
+}
+
+/* Frees decoded jobs from the last one down until the step's time is up; false once done. */
+static bool release_some(Submission *sub, uint64_t until) {
+        while (sub->decoded > 0) {
+                sub->decoded--;
+                sub->specs[sub->decoded] = job_spec_free(sub->specs[sub->decoded]);
+                if (sub->decoded % 256 == 0 && clock_usec() >= until)
+                        return true;
+        }
+        submission_finish(sub, sub->refusal, "%s", sub->refusal_message ?: strerror(-sub->refusal));
+        return false;
+}
+
+/* Decodes job i; on failure the submission is refused (false). */
 static bool decode_one(Submission *sub, size_t i) {
         const JsonSpan *sp = sub->batch ? &sub->scan.spans[i] : NULL;
         const char *text = sp ? sub->body + sp->offset : sub->body;
@@ -197,24 +226,25 @@ static bool decode_one(Submission *sub, size_t i) {
                 snprintf(where, sizeof(where), "jobs[%zu]: ", i);
         j = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
         if (!j) {
-                submission_finish(sub, -EBADMSG, "%sbody is not valid JSON: %s (line %d, column %d)",
-                                  where, e.text, e.line, e.column);
+                refuse_decoded(sub, -EBADMSG, "%sbody is not valid JSON: %s (line %d, column %d)",
+                               where, e.text, e.line, e.column);
                 return false;
         }
         r = job_spec_from_json(j, sub->q, &sub->specs[i], &error);
         json_decref(j);
         if (r < 0) {
-                submission_finish(sub, r, "%s%s", where, error ?: strerror(-r));
+                refuse_decoded(sub, r, "%s%s", where, error ?: strerror(-r));
                 return false;
         }
         return true;
 }
 
-/* Decodes until the step's time is up (one job at least); false once the submission ended. */
+/* Decodes until the step's time is up (one job at least); false once the submission ended
+ * (or is refused: PHASE_RELEASE). */
 static bool decode_some(Submission *sub, uint64_t until) {
         do {
                 if (!decode_one(sub, sub->decoded))
-                        return false;
+                        return sub->phase == PHASE_RELEASE;
                 sub->decoded++;
         } while (sub->decoded < sub->n_specs && clock_usec() < until);
         if (sub->decoded == sub->n_specs) {
@@ -224,7 +254,15 @@ static bool decode_some(Submission *sub, uint64_t until) {
         return true;
 }
 
-static int on_step(sd_event_source *src, void *userdata) {
+/* The next step is a timer due at once, not a defer source: while a defer source is pending,
+ * sd-event does not poll for I/O at all, so the daemon's clients would wait for the whole
+ * decoding; a due timer comes back through epoll together with whatever else is ready. */
+static void step_again(Submission *sub) {
+        (void) sd_event_source_set_time_relative(sub->step, 0);
+        (void) sd_event_source_set_enabled(sub->step, SD_EVENT_ONESHOT);
+}
+
+static int on_step(sd_event_source *src, uint64_t usec, void *userdata) {
         Submission *sub = userdata;
         uint64_t start = clock_usec(), until = start + SUBMISSION_STEP_USEC;
         bool going = true;
@@ -235,9 +273,13 @@ static int on_step(sd_event_source *src, void *userdata) {
                 going = scan_some(sub, until);
         if (going && sub->phase == PHASE_DECODE && clock_usec() < until)
                 going = decode_some(sub, until);
+        if (going && sub->phase == PHASE_RELEASE && clock_usec() < until)
+                going = release_some(sub, until);
         /* Once done was called, sub may be gone. */
-        if (going)
+        if (going) {
                 sub->longest_usec = MAX(sub->longest_usec, clock_usec() - start);
+                step_again(sub);
+        }
         return 0;
 }
 
@@ -269,13 +311,11 @@ int submission_new(sd_event *e, const void *body, size_t len, const QueueConfig 
         r = scan_setup(sub);
         if (r < 0)
                 return r;
-        /* A defer source runs once by default: this one every loop iteration until done. */
-        r = sd_event_add_defer(e, &sub->defer, on_step, sub);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(sub->defer, SD_EVENT_ON);
+        /* Accuracy 1 µs: 0 would mean sd-event's default, 250 ms. */
+        r = sd_event_add_time_relative(e, &sub->step, CLOCK_MONOTONIC, 0, 1, on_step, sub);
         if (r < 0)
                 return r;
-        (void) sd_event_source_set_description(sub->defer, "submission");
+        (void) sd_event_source_set_description(sub->step, "submission-step");
         *ret = TAKE_PTR(sub);
         return 0;
 }

@@ -6,9 +6,9 @@
  * (at most the queue's max_args + 16, a batch at most SUBMISSION_BATCH_MAX jobs), and the bytes
  * of each job object (at most submission_job_json_max(): what the queue's largest job can take
  * as JSON text, escapes included). Then each job object is decoded on its own
- * (job_spec_from_json()). Both phases run on a defer source of the loop, SUBMISSION_STEP_USEC
- * at a time (at least one job per step), so no callback of the daemon runs long, whatever the
- * body; memory is the body, one JsonSpan (8 bytes) per job and the decoded jobs. */
+ * (job_spec_from_json()). Both phases run in steps of SUBMISSION_STEP_USEC (at least one job
+ * per step) from a timer of the loop, with the loop's I/O polled between steps, so no callback
+ * of the daemon runs long and every other client is served meanwhile, whatever the body; memory is the body, one JsonSpan (8 bytes) per job and the decoded jobs. */
 #pragma once
 
 #include <stdbool.h>

@@ -2,6 +2,9 @@
  * QueueConfig built by hand: the jobs that come out, the exact refusals, and that the work is
  * cut into steps whatever the body. */
 #include <check.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,9 +166,9 @@ START_TEST(test_job_limits) {
         ck_assert_uint_eq(submission_job_json_max(&q), 65650);
         body = malloc(n + 64);
         ck_assert_ptr_nonnull(body);
-        snprintf(body, 64, "{\"jobs\": [{\"payload\": \"");
-        memset(body + strlen(body), 'x', n);
-        strcpy(body + 24 + n, "\"}]}");
+        strcpy(body, "{\"jobs\": [{\"payload\": \"");
+        memset(body + 23, 'x', n);
+        strcpy(body + 23 + n, "\"}]}");
         assert_refused(body, true, -E2BIG,
                        "jobs[0]: more than 65650 bytes of JSON, the most a job of this queue can take");
         assert_refused(body + 10, false, -E2BIG,
@@ -235,6 +238,34 @@ START_TEST(test_steps) {
 }
 END_TEST
 
+static unsigned io_dispatched;
+
+static int on_readable(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
+        io_dispatched++;
+        return 0;
+}
+
+/* The loop polls for I/O between steps: a socket that is always readable is dispatched about
+ * once per step, not only after the submission. */
+START_TEST(test_io_between_steps) {
+        char *body = batch_of("{\"args\": [\"127.0.0.1\"]}", 200000, "{\"bogus\": 1}");
+        sd_event_source *src = NULL;
+        int fds[2];
+
+        ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+        ck_assert_int_eq(write(fds[1], "x", 1), 1);
+        ck_assert_int_ge(sd_event_add_io(event, &src, fds[0], EPOLLIN, on_readable, NULL), 0);
+        io_dispatched = 0;
+        ck_assert_int_eq(run_str(body, true), -EBADMSG);
+        ck_assert_uint_gt(out.steps, 10);
+        ck_assert_uint_ge(io_dispatched, out.steps - 1);
+        sd_event_source_disable_unref(src);
+        close(fds[0]);
+        close(fds[1]);
+        free(body);
+}
+END_TEST
+
 /* Freed before it is done: no callback, nothing left behind (valgrind). */
 START_TEST(test_free_early) {
         char *body = batch_of("{}", 100000, NULL);
@@ -264,6 +295,7 @@ static Suite *submission_suite(void) {
         tcase_add_test(tc, test_job_limits);
         tcase_add_test(tc, test_too_many_jobs);
         tcase_add_test(tc, test_steps);
+        tcase_add_test(tc, test_io_between_steps);
         tcase_add_test(tc, test_free_early);
         suite_add_tcase(s, tc);
         return s;
