@@ -1206,6 +1206,9 @@ static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         HttpConn *c = userdata;
         const HttpLimits *l = &c->server->limits;
 
+        /* A kept request has no deadline here (its owner has its own). */
+        if (c->state == CONN_HANDLER)
+                return 0;
         /* Progress deadlines are moved lazily: a step only notes the time of its progress. */
         if ((c->state == CONN_BODY || c->state == CONN_WRITE) &&
             c->last_io + l->io_timeout_usec > now_usec(c->server)) {

@@ -145,20 +145,28 @@ static int shape_check(Submission *sub) {
         return ok ? 0 : -EBADMSG;
 }
 
-static void scan_complete(Submission *sub) {
+/* The whole body is scanned: true when decoding goes on, false once the submission ended (sub
+ * may be gone). */
+static bool scan_complete(Submission *sub) {
         int r = json_scan_finish(&sub->scan);
 
-        if (r < 0)
-                return refuse_scan(sub, r);
-        if (shape_check(sub) < 0)
-                return refuse_shape(sub);
+        if (r < 0) {
+                refuse_scan(sub, r);
+                return false;
+        }
+        if (shape_check(sub) < 0) {
+                refuse_shape(sub);
+                return false;
+        }
         sub->n_specs = sub->batch ? sub->scan.n_spans : 1;
         sub->specs = calloc(sub->n_specs, sizeof(JobSpec *));
         if (!sub->specs) {
                 sub->n_specs = 0;
-                return submission_finish(sub, -ENOMEM, NULL);
+                submission_finish(sub, -ENOMEM, NULL);
+                return false;
         }
         sub->phase = PHASE_DECODE;
+        return true;
 }
 
 /* Scans until the step's time is up; false once the submission ended. */
@@ -182,8 +190,7 @@ static bool scan_some(Submission *sub, uint64_t until) {
                 if (clock_usec() >= until)
                         return true;
         }
-        scan_complete(sub);
-        return sub->phase == PHASE_DECODE;
+        return scan_complete(sub);
 }
 
 /* A job of a batch is refused after `decoded` others were decoded: those are freed in steps
