@@ -38,6 +38,9 @@ typedef struct TasadConfig {
         uint64_t retention_usec;        /* "retention", finished job records in Redis, default 7d */
         uint64_t max_request;           /* "max_request", HTTP body limit, default 64M */
         uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
+        unsigned job_uid_first;         /* "job_uid_first", default 400000: the range of
+                                         * accounts reserved for jobs (one per running job) */
+        unsigned job_uid_count;         /* "job_uid_count", default 1024 */
 } TasadConfig;
 
 typedef enum ArgsMode {

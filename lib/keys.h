@@ -11,6 +11,13 @@ typedef struct QueueKeys {
         char *batch_prefix;   /* "P:{q}:batch:" */
 } QueueKeys;
 
+/* A worker waiting for jobs blocks in BLMOVE at most this long and then issues it again, so a
+ * blocked fetch of a worker that vanished (its connection never reset) is over by then, and
+ * Redis moves nothing into that worker's proc list afterwards. reap keeps sweeping a dead
+ * worker's proc list for REAP_WORKER_GRACE_MS after its liveness expired (docs/protocol.md). */
+#define FETCH_BLOCK_SEC 5
+#define REAP_WORKER_GRACE_MS 15000 /* 3 * FETCH_BLOCK_SEC, as a literal: it is sent as text */
+
 int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret);
 QueueKeys *queue_keys_free(QueueKeys *k);
 DEFINE_TRIVIAL_CLEANUP_FUNC(QueueKeys *, queue_keys_free);

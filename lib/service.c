@@ -55,8 +55,9 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
         if (!up && !s->redis_down) {
                 s->redis_down = true;
                 s->down_since = time(NULL);
-                log_warning_errno(error, "Redis is unreachable: %m; requests that need it get "
-                                  "503 until it is back, reconnecting with backoff.");
+                log_warning_errno(error, "Redis is unreachable: %s; requests that need it get "
+                                  "503 until it is back, reconnecting with backoff.",
+                                  redis_conn_error_text(c, error));
                 sd_notifyf(false, "STATUS=%s: Redis unreachable, reconnecting", s->name);
         } else if (up) {
                 if (s->redis_down)

@@ -400,7 +400,7 @@ static redisReply *cancel(const char *id) {
 static redisReply *reap(const char *max_redeliveries) {
         return SCRIPT(SCRIPT_REAP, 6, k->leases, k->workers, k->ready, k->dead, k->done,
                       k->stats, k->job_prefix, k->proc_prefix, max_redeliveries, "100", RETENTION,
-                      k->batch_prefix);
+                      k->batch_prefix, STRINGIFY(REAP_WORKER_GRACE_MS));
 }
 
 static redisReply *promote(const char *limit) {
@@ -1006,6 +1006,28 @@ START_TEST(test_reap_dead_worker) {
 }
 END_TEST
 
+/* A host that lost power while its worker waited in BLMOVE: Redis serves the dead
+ * connection's BLMOVE after the worker's liveness expired. Its proc list is still swept while
+ * the worker is within the grace, and the worker is forgotten only after it. */
+START_TEST(test_reap_vanished_fetcher) {
+        char score[32];
+
+        snprintf(score, sizeof(score), "%lld", redis_now() - 1);
+        CMD_OK("ZADD", k->workers, score, W9);
+        ck_assert_str_eq(rendered(reap("1")), "[0,0,0]");
+        ck_assert_int_gt(zscore(k->workers, W9), 0); /* within the grace: not forgotten */
+        submit("late", "");
+        take(W9, "late"); /* what the blocked BLMOVE does after the reaper saw W9 dead */
+        ck_assert_str_eq(rendered(reap("1")), "[1,0,0]");
+        ck_assert_str_eq(list(k->ready), "late");
+        ck_assert_int_eq(CMD_INT("EXISTS", pkey(W9)), 0);
+        snprintf(score, sizeof(score), "%lld", redis_now() - REAP_WORKER_GRACE_MS - 1);
+        CMD_OK("ZADD", k->workers, score, W9);
+        ck_assert_str_eq(rendered(reap("1")), "[0,0,1]");
+        ck_assert_int_eq(zscore(k->workers, W9), -1);
+}
+END_TEST
+
 START_TEST(test_reap_not_running) {
         const char *before;
 
@@ -1401,6 +1423,7 @@ static Suite *scripts_suite(void) {
         tcase_add_test(tc, test_reap_expired_lease);
         tcase_add_test(tc, test_reap_live_lease);
         tcase_add_test(tc, test_reap_dead_worker);
+        tcase_add_test(tc, test_reap_vanished_fetcher);
         tcase_add_test(tc, test_reap_not_running);
 
         TC("promote");
