@@ -212,6 +212,7 @@ void job_run_stop(JobRun *run, const char *outcome, bool immediately) {
         if (immediately) {
                 run->killed_hard = true;
                 kill_group(run, SIGKILL);
+                kill_account(run); /* now, not only once the main process has been reaped */
                 return;
         }
         kill_group(run, SIGTERM);

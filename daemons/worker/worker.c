@@ -835,7 +835,7 @@ static void worker_fetch(Worker *w) {
  * Every lease is renewed every renew_interval() (at most lease/3, at most 1 s). Redis sets a
  * lease to its own now + lease when it runs the request, which is after the worker sent it:
  * so by Redis' clock a lease lasts at least until (when the worker sent the request that last
- * set or extended it) + lease. The fence stops a running job FENCE_MARGIN before that, by the
+ * set or extended it) + lease. The fence stops a running job fence_margin() before that, by the
  * worker's monotonic clock, when no renewal came back meanwhile: a partitioned worker or one
  * cut off by a Redis outage has stopped its job before the scheduler can hand it to another.
  * The margin covers clock-rate differences, timer slack and the kill itself. */
@@ -887,9 +887,11 @@ static int on_fence(sd_event_source *s, uint64_t usec, void *userdata) {
                         j->fenced = true;
                         job_run_stop(j->run, "lease-lost", true);
                 } else /* ready: its lease expires and the scheduler requeues it */
-                        job_free(j);
+                        job_drop(j);
         }
         fence_arm(w);
+        worker_fetch(w);
+        worker_check_drained(w);
         return 0;
 }
 
