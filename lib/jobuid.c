@@ -147,7 +147,7 @@ static int guardian_start(JobUids *u) {
                 return r;
         }
         if (pid == 0) {
-                if (dup3(sv[1], 3, 0) < 0)
+                if (sv[1] != 3 ? dup3(sv[1], 3, 0) < 0 : fcntl(3, F_SETFD, 0) < 0)
                         _exit(1);
                 (void) close_range(4, ~0U, 0);
                 guardian_main(3, u->count);

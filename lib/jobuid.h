@@ -9,7 +9,9 @@
  * also passed to a guardian process forked at start, which holds it until the worker is gone
  * (exited or killed), then kills every process of every UID the worker held and exits, so no
  * UID goes to another worker while a process of the old one may live. UIDs that name an
- * account in the user database are skipped. */
+ * account in the user database are skipped. The channel to the guardian is O_CLOEXEC: a
+ * process forked without exec must close it (job spawns close every descriptor), or the
+ * guardian waits for that process too. */
 #pragma once
 
 #include <sys/types.h>
