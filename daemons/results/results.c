@@ -627,29 +627,46 @@ static void on_output_field(RedisConn *c, const redisReply *reply, int error, vo
         query_free(q);
 }
 
+/* A job no longer in Redis (retention expired) may still be on disk: looked for with the same
+ * restrictions as in Redis, only in the queue the request names (?queue=) and only in the
+ * queues the client may read. 0 and *ret_index, -ENOENT or -ENOTUNIQ. */
+static int locate_on_disk(Results *r, HttpRequest *req, const char *id, size_t *ret_index) {
+        const char *hint = http_request_query(req, "queue");
+        size_t found = 0, index = 0;
+
+        for (size_t i = 0; i < r->service->queues->n_queues; i++) {
+                _cleanup_free_ char *p = NULL;
+
+                if ((hint && !streq(hint, queue_name(r, i))) ||
+                    !service_request_sees(r->service, req, i, false))
+                        continue;
+                p = result_path(r, i, id, NULL);
+                if (p && access(p, F_OK) == 0) {
+                        found++;
+                        index = i;
+                }
+        }
+        if (found == 0)
+                return -ENOENT;
+        if (found > 1)
+                return -ENOTUNIQ;
+        *ret_index = index;
+        return 0;
+}
+
 static void on_job_located(Service *svc, int k, size_t qi, void *userdata) {
         Query *q = userdata;
-        Results *r = q->results;
         _cleanup_free_ char *jk = NULL;
 
         if (!q->req)
                 return query_free(q);
-        if (k == -ENOENT) { /* expired from Redis: the results directory may still have it */
-                for (size_t i = 0; i < svc->queues->n_queues; i++) {
-                        _cleanup_free_ char *p = result_path(r, i, q->id, NULL);
-                        if (p && access(p, F_OK) == 0) {
-                                k = 0;
-                                qi = i;
-                                break;
-                        }
-                }
-        }
+        if (k == -ENOENT)
+                k = locate_on_disk(q->results, q->req, q->id, &qi);
         if (k < 0) {
                 service_reply_locate_error(q->req, k, q->id);
                 return query_free(q);
         }
-        if (service_request_queue(svc, q->req, queue_name(r, qi), false, &q->queue) < 0)
-                return query_free(q);
+        q->queue = qi; /* one the client may read: nothing else is searched */
         jk = queue_key_job(svc->keys[qi], q->id);
         if (streq(q->what, "stdout") || streq(q->what, "stderr"))
                 k = !jk ? -ENOMEM : redis_command_argv(svc->redis, on_output_field, q, 3,
@@ -691,21 +708,16 @@ static int job_route(HttpRequest *req, Results *r, const char *what) {
         if (!q)
                 return -ENOMEM;
         q->wait_usec = wait;
-        k = service_locate(r->service, queue_key_job, q->id, http_request_query(req, "queue"),
-                           on_job_located, q);
-        if (k < 0) {
+        /* A job of a queue the client may not read is, to it, a job that does not exist. */
+        k = service_locate(r->service, req, false, queue_key_job, q->id,
+                           http_request_query(req, "queue"), on_job_located, q);
+        if (k < 0 && k != -ENOENT) {
                 query_free(q);
-                if (k != -ENOENT)
-                        return k;
-                /* Not in Redis at all: try the disk through the same path. */
-                q = query_new(r, req, http_request_param(req, "id"), what);
-                if (!q)
-                        return -ENOMEM;
-                http_request_keep(req, on_query_abort, q);
-                on_job_located(r->service, -ENOENT, 0, q);
-                return 0;
+                return k;
         }
         http_request_keep(req, on_query_abort, q);
+        if (k == -ENOENT) /* no queue to ask in Redis: the disk, through the same path */
+                on_job_located(r->service, -ENOENT, 0, q);
         return 0;
 }
 
@@ -783,8 +795,7 @@ static void on_batch_located(Service *svc, int k, size_t qi, void *userdata) {
                         service_reply_locate_error(q->req, k, q->id);
                 return query_free(q);
         }
-        if (service_request_queue(svc, q->req, queue_name(q->results, qi), false, &q->queue) < 0)
-                return query_free(q);
+        q->queue = qi; /* one the client may read: nothing else is searched */
         if (query_batch(q) < 0) {
                 service_reply_unavailable(q->req);
                 query_free(q);
@@ -805,8 +816,8 @@ static int batch_route(HttpRequest *req, Results *r, bool wait) {
         if (!q)
                 return -ENOMEM;
         q->wait_usec = usec;
-        k = service_locate(r->service, queue_key_batch, id, http_request_query(req, "queue"),
-                           on_batch_located, q);
+        k = service_locate(r->service, req, false, queue_key_batch, id,
+                           http_request_query(req, "queue"), on_batch_located, q);
         if (k < 0) {
                 query_free(q);
                 if (k == -ENOENT)
