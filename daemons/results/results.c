@@ -18,6 +18,7 @@
 #include "record.h"
 #include "redis.h"
 #include "service.h"
+#include "trim.h"
 
 #define WAIT_DEFAULT_SEC 30
 #define WAIT_MAX_SEC 3600
@@ -36,6 +37,7 @@ struct Waiter {
 struct Results {
         Service *service;
         Gatherer *gatherer;
+        Trimmer *trimmer;
         Waiter *waiters;
 };
 
@@ -735,6 +737,8 @@ int results_new(sd_event *e, TasadConfig *config, Results **ret) {
         r->service->state_userdata = r;
         k = gatherer_new(r->service, on_gathered, r, &r->gatherer);
         if (k >= 0)
+                k = trimmer_new(r->service, &r->trimmer);
+        if (k >= 0)
                 k = sd_event_add_signal(e, NULL, SIGTERM, on_sigterm, r);
         if (k >= 0)
                 k = sd_event_add_signal(e, NULL, SIGINT, on_sigterm, r);
@@ -762,6 +766,7 @@ Results *results_free(Results *r) {
         /* The gatherer first: the replies it still waits for come when the service's
          * connection is freed, and find their entries orphaned. */
         r->gatherer = gatherer_free(r->gatherer);
+        r->trimmer = trimmer_free(r->trimmer);
         service_free(r->service);
         free(r);
         return NULL;
