@@ -6,6 +6,7 @@
 
 typedef struct QueueKeys {
         char *ready, *leases, *workers, *delayed, *dead, *done, *stats;
+        char *gather_failed;  /* "P:{q}:gather-failed": results tasad-results set aside */
         char *job_prefix;     /* "P:{q}:job:" */
         char *proc_prefix;    /* "P:{q}:proc:" */
         char *batch_prefix;   /* "P:{q}:batch:" */
@@ -26,3 +27,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(QueueKeys *, queue_keys_free);
 char *queue_key_job(const QueueKeys *k, const char *id);
 char *queue_key_proc(const QueueKeys *k, const char *worker_id);
 char *queue_key_batch(const QueueKeys *k, const char *batch_id);
+/* The job key of an id of len bytes as Redis holds it (it may contain NUL: the key is
+ * NUL-terminated for convenience and *ret_len is its length). */
+char *queue_key_job_n(const QueueKeys *k, const char *id, size_t len, size_t *ret_len);

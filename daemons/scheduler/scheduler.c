@@ -533,7 +533,9 @@ static int route_cancel(HttpRequest *req, void *userdata) {
                 pending_free(p);
                 return -ENOMEM;
         }
-        r = service_locate(s->service, queue_key_job, p->id, http_request_query(req, "queue"), on_cancel_located, p);
+        /* Only queues the client may read or submit to: to anyone else the job does not exist. */
+        r = service_locate(s->service, req, true, queue_key_job, p->id,
+                           http_request_query(req, "queue"), on_cancel_located, p);
         if (r < 0) {
                 service_reply_locate_error(req, r, p->id);
                 pending_free(p);

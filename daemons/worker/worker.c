@@ -534,6 +534,10 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
         const char *step = NULL;
         int r;
 
+        /* Written straight into Redis by another producer: it must never become a path. */
+        if (!job_id_is_valid(j->id))
+                return job_fail_early(j, "invalid", -1, "the job's id is not a valid id "
+                                      "([A-Za-z0-9_.:-]{1,64}, not starting with '.' or '-')");
         r = job_args_decode(a ? a : "", args_len, q->max_args, q->max_arg_len, &args, &n_args);
         if (r >= 0)
                 r = args_validate(q, args, n_args, &error);
