@@ -57,6 +57,11 @@ typedef struct Pending {
 static int conn_connect(RedisConn *c);
 static void conn_failed(RedisConn *c, int error);
 
+static void connect_timer_stop(RedisConn *c) {
+        if (c->connect_timer)
+                (void) sd_event_source_set_enabled(c->connect_timer, SD_EVENT_OFF);
+}
+
 static void server_error_set(RedisConn *c, const char *text) {
         free(c->server_error);
         c->server_error = text ? strndup(text, 120) : NULL;
@@ -329,8 +334,7 @@ static void schedule_reconnect(RedisConn *c) {
  * transition once and try again later. */
 static void conn_failed(RedisConn *c, int error) {
         c->ready = false;
-        if (c->connect_timer)
-                (void) sd_event_source_set_enabled(c->connect_timer, SD_EVENT_OFF);
+        connect_timer_stop(c);
         /* Pending callbacks and on_disconnect (both run from redisAsyncFree, maybe deferred
          * until the current hiredis callback returns) report this error, not a generic one. */
         c->fail_error = error;
@@ -356,8 +360,6 @@ static int setup_error(const redisReply *reply) {
                 return -EACCES;
         if (strncmp(e, "LOADING", 7) == 0)
                 return -EAGAIN;
-        if (strncmp(e, "READONLY", 8) == 0)
-                return -EROFS;
         return -EPROTO;
 }
 
@@ -376,8 +378,7 @@ static void on_setup_reply(RedisConn *c, const redisReply *reply, int error, voi
         c->ready = true;
         c->outage_start = 0;
         server_error_set(c, NULL);
-        if (c->connect_timer)
-                (void) sd_event_source_set_enabled(c->connect_timer, SD_EVENT_OFF);
+        connect_timer_stop(c);
         report_state(c, CONN_UP, 0);
 }
 
@@ -431,8 +432,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
                 r = -ENOTCONN;
                 c->ac = NULL;
                 c->io = sd_event_source_disable_unref(c->io);
-                if (c->connect_timer)
-                        (void) sd_event_source_set_enabled(c->connect_timer, SD_EVENT_OFF);
+                connect_timer_stop(c);
                 if (!c->freeing) {
                         server_error_set(c, ac->c.errstr[0] ? ac->c.errstr : NULL);
                         report_state(c, CONN_DOWN, r);

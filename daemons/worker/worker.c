@@ -1419,17 +1419,9 @@ int worker_start(Worker *w) {
 Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
-        while (w->jobs) {
-                WorkerJob *j = w->jobs;
-                w->jobs = j->next;
-                job_run_free(j->run);
-                job_uid_put(j);
-                job_workdir_remove(j);
-                job_result_free(j->result);
-                free(j->id);
-                free(j->key);
-                free(j);
-        }
+        /* Also what jobs taken ahead hold (job_drop frees it all). */
+        while (w->jobs)
+                job_drop(w->jobs);
         w->control = ctl_server_free(w->control);
         w->cmd = redis_conn_free(w->cmd);
         w->block = redis_conn_free(w->block);
