@@ -834,6 +834,11 @@ static const ConfigItem tasad_schema[] = {
           .def = 64, .min = 1, .max = 65536 },
         { "redis_timeout", CONFIG_DURATION, T(redis_timeout_usec), .def = SEC(10),
           .min = USEC_PER_MSEC, .max = MIN_(10) },
+        /* Not allocated by adduser (65536 and up), below systemd-nspawn's container ranges
+         * (524288 and up) and apart from systemd's DynamicUser= range (61184-65519). */
+        { "job_uid_first", CONFIG_UINT, T(job_uid_first), .def = 400000, .min = 1000,
+          .max = 2000000000 },
+        { "job_uid_count", CONFIG_UINT, T(job_uid_count), .def = 1024, .min = 1, .max = 65536 },
 };
 #undef T
 

@@ -45,6 +45,9 @@ typedef struct TasadConfig {
         unsigned http_max_connections_per_host; /* "http_max_connections_per_host", per
                                                  * client address on TCP, default 64 */
         uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
+        unsigned job_uid_first;         /* "job_uid_first", default 400000: the range of
+                                         * accounts reserved for jobs (one per running job) */
+        unsigned job_uid_count;         /* "job_uid_count", default 1024 */
 } TasadConfig;
 
 typedef enum ArgsMode {

@@ -84,14 +84,27 @@ static int mkdir_parents_of(const char *path, mode_t mode) {
         return mkdir_parents(dir, mode);
 }
 
-/* A socket left at path by an earlier run is removed; anything else there is an error. */
-static int unlink_stale_socket(const char *path) {
+/* Whether a process accepts connections on the socket at sa (a daemon started twice). */
+static bool socket_in_use(const struct sockaddr_un *sa, socklen_t len) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd < 0)
+                return false;
+        /* EAGAIN: its backlog is full, it is alive all the same. */
+        return connect(fd, (const struct sockaddr *) sa, len) == 0 || errno == EAGAIN;
+}
+
+/* A socket left at path by an earlier run is removed; one that a running process serves is
+ * -EADDRINUSE (never taken over); anything else there is an error. */
+static int unlink_stale_socket(const char *path, const struct sockaddr_un *sa, socklen_t len) {
         struct stat st;
 
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : negative_errno();
         if (!S_ISSOCK(st.st_mode))
                 return -EEXIST;
+        if (socket_in_use(sa, len))
+                return -EADDRINUSE;
         if (unlink(path) < 0 && errno != ENOENT)
                 return negative_errno();
         return 0;
@@ -108,7 +121,7 @@ static int listen_fd_bind(const char *path, int *ret_fd) {
         memcpy(sa.sun_path, path, len);
         r = mkdir_parents_of(path, 0755);
         if (r >= 0)
-                r = unlink_stale_socket(path);
+                r = unlink_stale_socket(path, &sa, offsetof(struct sockaddr_un, sun_path) + len + 1);
         if (r < 0)
                 return r;
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

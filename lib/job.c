@@ -591,13 +591,22 @@ int job_id_generate(char ret[static 21]) {
         return 0;
 }
 
-bool job_id_is_valid(const char *id) {
-        size_t n;
+static bool job_id_char(char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '.' || c == ':' || c == '-';
+}
 
-        if (!id || id[0] == '\0' || id[0] == '.' || id[0] == '-')
+bool job_id_is_valid_n(const char *id, size_t len) {
+        if (!id || len == 0 || len > JOB_ID_MAX || id[0] == '.' || id[0] == '-')
                 return false;
-        n = strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-");
-        return id[n] == '\0' && n <= JOB_ID_MAX;
+        for (size_t i = 0; i < len; i++)
+                if (!job_id_char(id[i])) /* NUL included: the id must be all of the bytes */
+                        return false;
+        return true;
+}
+
+bool job_id_is_valid(const char *id) {
+        return id && job_id_is_valid_n(id, strnlen(id, JOB_ID_MAX + 1));
 }
 
 /* ---- result as JSON ---- */

@@ -104,5 +104,11 @@ const char *signal_name(int sig, char buf[static 16]);
 /* Generated job ids: 20 characters of lowercase Crockford base32, time-ordered
  * (48 bits of milliseconds, 52 random bits from getrandom()). */
 int job_id_generate(char ret[static 21]);
-/* Client-chosen ids and generated ones: [A-Za-z0-9_.:-]{1,64}, not starting with '.' or '-'. */
+/* The id syntax of docs/protocol.md, for client-chosen ids and generated ones:
+ * [A-Za-z0-9_.:-]{1,64}, not starting with '.' or '-' (so an id is always one safe path
+ * component, never "." or "..", never a hidden name, never an option). Every id read from
+ * Redis or a request is checked with one of these before it is used as a path or key.
+ * job_id_is_valid_n() checks exactly len bytes (a Redis string may hold NUL or '/'): use it for
+ * ids from replies, as job_id_is_valid_n(reply->str, reply->len). */
+bool job_id_is_valid_n(const char *id, size_t len);
 bool job_id_is_valid(const char *id);

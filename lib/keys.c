@@ -1,6 +1,7 @@
 #include "keys.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static char *key_cat(const char *a, const char *b) {
         char *s;
@@ -13,7 +14,7 @@ int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret) {
         struct {
                 char **field;
                 const char *suffix;
-        } table[7 + 3];
+        } table[8 + 3];
         size_t n = 0;
 
         k = calloc(1, sizeof(*k));
@@ -27,6 +28,7 @@ int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret) {
         K(dead, "dead");
         K(done, "done");
         K(stats, "stats");
+        K(gather_failed, "gather-failed");
         K(job_prefix, "job:");
         K(proc_prefix, "proc:");
         K(batch_prefix, "batch:");
@@ -50,6 +52,7 @@ QueueKeys *queue_keys_free(QueueKeys *k) {
         free(k->dead);
         free(k->done);
         free(k->stats);
+        free(k->gather_failed);
         free(k->job_prefix);
         free(k->proc_prefix);
         free(k->batch_prefix);
@@ -67,4 +70,17 @@ char *queue_key_proc(const QueueKeys *k, const char *worker_id) {
 
 char *queue_key_batch(const QueueKeys *k, const char *batch_id) {
         return key_cat(k->batch_prefix, batch_id);
+}
+
+char *queue_key_job_n(const QueueKeys *k, const char *id, size_t len, size_t *ret_len) {
+        size_t n = strlen(k->job_prefix);
+        char *s = malloc(n + len + 1);
+
+        if (!s)
+                return NULL;
+        memcpy(s, k->job_prefix, n);
+        memcpy(s + n, id, len);
+        s[n + len] = '\0';
+        *ret_len = n + len;
+        return s;
 }

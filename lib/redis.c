@@ -2,14 +2,28 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 #include <systemd/sd-event.h>
 
 #include "parse.h"
 
-#define BACKOFF_MIN_USEC (100 * USEC_PER_MSEC)
-#define BACKOFF_MAX_USEC (5 * USEC_PER_SEC)
+/* Reconnecting: the delay grows with the outage (an eighth of its age so far, between these
+ * two), so a Redis that is back after a short restart is found within a few hundred ms, and a
+ * long outage costs one attempt every few seconds. */
+#define RETRY_MIN_USEC (100 * USEC_PER_MSEC)
+#define RETRY_MAX_USEC (5 * USEC_PER_SEC)
+/* From connect() to the PING's reply: the kernel's own SYN retries would take minutes. */
+#define CONNECT_TIMEOUT_USEC (3 * USEC_PER_SEC)
+/* TCP: an idle connection is probed after 5 s, then every 2 s, dead after 3 unanswered probes;
+ * data unacknowledged for TCP_USER_TIMEOUT also drops it. */
+#define KEEPALIVE_IDLE_SEC 5
+#define KEEPALIVE_INTERVAL_SEC 2
+#define KEEPALIVE_COUNT 3
 
 typedef enum ConnState { CONN_UNKNOWN, CONN_UP, CONN_DOWN } ConnState;
 
@@ -18,14 +32,16 @@ struct RedisConn {
         char *name;
         RedisAddress addr;
         redisAsyncContext *ac;
-        sd_event_source *io, *reconnect_timer, *timeout_timer;
+        sd_event_source *io, *reconnect_timer, *timeout_timer, *connect_timer;
         uint32_t io_events;
         bool ready;             /* connected and set up */
         bool freeing;
         int fail_error;         /* why conn_failed() dropped the current context, or 0 */
         ConnState state;        /* last state reported to the state callback */
-        uint64_t backoff_usec;
+        uint64_t outage_start;  /* CLOCK_MONOTONIC of the first failure since last up, or 0 */
         uint64_t timeout_usec;
+        char *server_error;     /* the server's error text that made the last setup fail */
+        char error_text[320];   /* redis_conn_error_text()'s buffer */
         uint64_t last_progress; /* CLOCK_MONOTONIC of the last reply or of sending into idle */
         size_t pending;
         RedisStateCallback state_cb;
@@ -40,6 +56,16 @@ typedef struct Pending {
 
 static int conn_connect(RedisConn *c);
 static void conn_failed(RedisConn *c, int error);
+
+static void connect_timer_stop(RedisConn *c) {
+        if (c->connect_timer)
+                (void) sd_event_source_set_enabled(c->connect_timer, SD_EVENT_OFF);
+}
+
+static void server_error_set(RedisConn *c, const char *text) {
+        free(c->server_error);
+        c->server_error = text ? strndup(text, 120) : NULL;
+}
 
 static uint64_t now_usec(RedisConn *c) {
         uint64_t t = 0;
@@ -180,8 +206,16 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
         if (p->cb)
                 p->cb(c, r, error, p->userdata);
         free(p);
-        if (!c->freeing)
-                timeout_arm(c);
+        if (c->freeing)
+                return;
+        /* A replica refuses every write: this is the wrong server (a failover moved the
+         * primary). Reconnect, which resolves the name again. */
+        if (r && r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "READONLY", 8) == 0) {
+                server_error_set(c, r->str);
+                conn_failed(c, -EROFS);
+                return;
+        }
+        timeout_arm(c);
 }
 
 static int send_argv(RedisConn *c, RedisCallback cb, void *userdata, int argc, const char **argv,
@@ -271,10 +305,21 @@ static int on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
-static void schedule_reconnect(RedisConn *c) {
-        uint64_t when = now_usec(c) + c->backoff_usec;
+static uint64_t retry_delay(RedisConn *c) {
+        uint64_t now = now_usec(c), d;
+        uint32_t rnd = 0;
 
-        c->backoff_usec = MIN(c->backoff_usec * 2, BACKOFF_MAX_USEC);
+        if (c->outage_start == 0)
+                c->outage_start = now;
+        d = CLAMP((now - c->outage_start) / 8, RETRY_MIN_USEC, RETRY_MAX_USEC);
+        /* +-20%: the clients of one Redis do not all come back in the same millisecond. */
+        (void) getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK);
+        return d - d / 5 + (uint64_t) rnd % (d / 5 * 2 + 1);
+}
+
+static void schedule_reconnect(RedisConn *c) {
+        uint64_t when = now_usec(c) + retry_delay(c);
+
         if (!c->reconnect_timer) {
                 if (sd_event_add_time(c->event, &c->reconnect_timer, CLOCK_MONOTONIC, when, 0,
                                       on_reconnect, c) >= 0)
@@ -289,6 +334,7 @@ static void schedule_reconnect(RedisConn *c) {
  * transition once and try again later. */
 static void conn_failed(RedisConn *c, int error) {
         c->ready = false;
+        connect_timer_stop(c);
         /* Pending callbacks and on_disconnect (both run from redisAsyncFree, maybe deferred
          * until the current hiredis callback returns) report this error, not a generic one. */
         c->fail_error = error;
@@ -304,20 +350,35 @@ static void conn_failed(RedisConn *c, int error) {
         schedule_reconnect(c);
 }
 
+/* Which failure a setup reply means: a refused login, a server still loading its data set
+ * (tried again soon, like any other failure while the outage is young), or a protocol error. */
+static int setup_error(const redisReply *reply) {
+        const char *e = reply && reply->str ? reply->str : "";
+
+        if (strncmp(e, "WRONGPASS", 9) == 0 || strncmp(e, "NOAUTH", 6) == 0 ||
+            strstr(e, "invalid password") || strstr(e, "invalid username-password"))
+                return -EACCES;
+        if (strncmp(e, "LOADING", 7) == 0)
+                return -EAGAIN;
+        return -EPROTO;
+}
+
 static void on_setup_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         bool last = userdata != NULL;
 
         if (error < 0) {
-                if (error != -ECANCELED && error != -ECONNRESET)
-                        conn_failed(c, reply && reply->str && (strstr(reply->str, "WRONGPASS") ||
-                                                                strstr(reply->str, "NOAUTH"))
-                                               ? -EACCES : -EPROTO);
+                if (error != -ECANCELED && error != -ECONNRESET && c->fail_error == 0) {
+                        server_error_set(c, reply ? reply->str : NULL);
+                        conn_failed(c, reply ? setup_error(reply) : error);
+                }
                 return;
         }
         if (!last)
                 return;
         c->ready = true;
-        c->backoff_usec = BACKOFF_MIN_USEC;
+        c->outage_start = 0;
+        server_error_set(c, NULL);
+        connect_timer_stop(c);
         report_state(c, CONN_UP, 0);
 }
 
@@ -346,20 +407,41 @@ static int conn_setup(RedisConn *c) {
         return r;
 }
 
+/* Finds a dead peer within seconds instead of the kernel's defaults (2 h idle, ~15 min of
+ * retransmissions). Best effort: a failure leaves the kernel's defaults. */
+static void tcp_tune(RedisConn *c, int fd) {
+        int on = 1, idle = KEEPALIVE_IDLE_SEC, intvl = KEEPALIVE_INTERVAL_SEC,
+            cnt = KEEPALIVE_COUNT;
+        unsigned user_ms = (unsigned) (CLAMP(c->timeout_usec ? c->timeout_usec : 10 * USEC_PER_SEC,
+                                             2 * USEC_PER_SEC, 30 * USEC_PER_SEC) /
+                                       USEC_PER_MSEC);
+
+        (void) setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
+}
+
 static void on_connect(const redisAsyncContext *ac, int status) {
         RedisConn *c = ac->data;
         int r;
 
         if (status != REDIS_OK) {
                 /* hiredis frees the context after this callback. */
+                r = -ENOTCONN;
                 c->ac = NULL;
                 c->io = sd_event_source_disable_unref(c->io);
+                connect_timer_stop(c);
                 if (!c->freeing) {
-                        report_state(c, CONN_DOWN, -ECONNREFUSED);
+                        server_error_set(c, ac->c.errstr[0] ? ac->c.errstr : NULL);
+                        report_state(c, CONN_DOWN, r);
                         schedule_reconnect(c);
                 }
                 return;
         }
+        if (!c->addr.unix_path)
+                tcp_tune(c, ac->c.fd);
         r = conn_setup(c);
         if (r < 0)
                 conn_failed(c, r);
@@ -375,6 +457,27 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
                 return;
         report_state(c, CONN_DOWN, -ECONNRESET);
         schedule_reconnect(c);
+}
+
+static int on_connect_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        RedisConn *c = userdata;
+
+        if (c->ac && !c->ready) {
+                server_error_set(c, NULL);
+                conn_failed(c, -ETIMEDOUT);
+        }
+        return 0;
+}
+
+/* Connecting and setting up must be done by then. */
+static int connect_timer_arm(RedisConn *c) {
+        uint64_t when = now_usec(c) + CONNECT_TIMEOUT_USEC;
+
+        if (!c->connect_timer)
+                return sd_event_add_time(c->event, &c->connect_timer, CLOCK_MONOTONIC, when,
+                                         10 * USEC_PER_MSEC, on_connect_timeout, c);
+        (void) sd_event_source_set_time(c->connect_timer, when);
+        return sd_event_source_set_enabled(c->connect_timer, SD_EVENT_ONESHOT);
 }
 
 static int conn_connect(RedisConn *c) {
@@ -395,8 +498,6 @@ static int conn_connect(RedisConn *c) {
         }
         ac->data = c;
         c->ac = ac;
-        if (!c->addr.unix_path)
-                (void) redisEnableKeepAlive(&ac->c);
         r = attach(c);
         if (r < 0) {
                 c->ac = NULL;
@@ -405,7 +506,7 @@ static int conn_connect(RedisConn *c) {
         }
         redisAsyncSetConnectCallback(ac, on_connect);
         redisAsyncSetDisconnectCallback(ac, on_disconnect);
-        return 0;
+        return connect_timer_arm(c);
 }
 
 int redis_conn_new(sd_event *e, const RedisAddress *addr, const char *name, RedisConn **ret) {
@@ -416,7 +517,6 @@ int redis_conn_new(sd_event *e, const RedisAddress *addr, const char *name, Redi
         if (!c)
                 return -ENOMEM;
         c->event = sd_event_ref(e);
-        c->backoff_usec = BACKOFF_MIN_USEC;
         c->timeout_usec = 10 * USEC_PER_SEC;
         c->name = strdup(name ? name : "redis");
         if (!c->name)
@@ -437,7 +537,9 @@ RedisConn *redis_conn_free(RedisConn *c) {
         c->io = sd_event_source_disable_unref(c->io);
         c->reconnect_timer = sd_event_source_disable_unref(c->reconnect_timer);
         c->timeout_timer = sd_event_source_disable_unref(c->timeout_timer);
+        c->connect_timer = sd_event_source_disable_unref(c->connect_timer);
         sd_event_unref(c->event);
+        free(c->server_error);
         redis_address_done(&c->addr);
         free(c->name);
         free(c);
@@ -467,6 +569,37 @@ bool redis_conn_is_up(const RedisConn *c) {
 
 const char *redis_conn_name(const RedisConn *c) {
         return c->name;
+}
+
+const char *redis_conn_error_text(RedisConn *c, int error) {
+        const char *what, *e = c->server_error;
+
+        switch (error) {
+        case -EACCES:
+                what = "authentication failed (check the password and user of the Redis URL or "
+                       "redis_password_credential)";
+                break;
+        case -EROFS:
+                what = "the server is a read-only replica; reconnecting to find the primary";
+                break;
+        case -EAGAIN:
+                what = "the server is still loading its data set";
+                break;
+        case -ENOTCONN:
+                what = "could not connect";
+                break;
+        case -ETIMEDOUT:
+                what = "no answer in time";
+                break;
+        case -EPROTO:
+                what = "the server refused the connection's setup";
+                break;
+        default:
+                what = strerror(error < 0 ? -error : error);
+        }
+        snprintf(c->error_text, sizeof(c->error_text), "%s%s%s%s", what, e ? " (" : "", e ? e : "",
+                 e ? ")" : "");
+        return c->error_text;
 }
 
 void redis_conn_reset(RedisConn *c) {

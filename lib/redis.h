@@ -2,6 +2,12 @@
  * five event hooks, reconnection with exponential backoff, AUTH/SELECT/SCRIPT LOAD on every
  * connect, and a per-command timeout measured with an sd-event timer (hiredis 0.14 has none).
  *
+ * Reconnecting: the delay grows with the outage's age (1/8 of it, 100 ms to 5 s, +-20%), so a
+ * short restart is bridged within a few hundred ms. Connecting and the setup must finish
+ * within 3 s. TCP connections use keepalive probes (5 s idle, 2 s apart, 3 of them) and
+ * TCP_USER_TIMEOUT. A READONLY error (the server became a replica) drops the connection, and
+ * the reconnect resolves the name again.
+ *
  * Callbacks: every accepted command gets exactly one callback. `reply` is the server's reply
  * (valid only during the callback: copy what you need) and `error` is 0, or reply is NULL and
  * `error` says why: -ECONNRESET (connection lost), -ETIMEDOUT (no answer in time),
@@ -37,6 +43,9 @@ void redis_conn_set_timeout(RedisConn *c, uint64_t usec);
 int redis_conn_start(RedisConn *c);
 bool redis_conn_is_up(const RedisConn *c);
 const char *redis_conn_name(const RedisConn *c);
+/* What a state callback's error means, for a log line: e.g. "authentication failed (...)",
+ * with the server's own error text when it gave one. Valid until the next call. */
+const char *redis_conn_error_text(RedisConn *c, int error);
 /* Drops the connection now: pending commands fail with -ECONNRESET; reconnects with backoff. */
 void redis_conn_reset(RedisConn *c);
 /* Number of commands sent and not yet answered. */

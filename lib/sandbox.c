@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 #include "policy.h"
 #include "strutil.h"
@@ -52,6 +53,7 @@ struct Sandbox {
         SandboxRlimit rlimits[MAX_RLIMITS];
         size_t n_rlimits;
         bool switch_user;
+        bool job_uids;          /* every job its own account (the spawn says which) */
         uid_t uid;
         gid_t gid;
         bool join_userns, join_netns, private_ipc, private_tmp;
@@ -430,6 +432,10 @@ static int sandbox_user(Sandbox *s, const QueueConfig *q, char **ret_error) {
         s->gid = getegid();
         if (!s->host->privileged && !q->user)
                 return 0;
+        if (!q->user) { /* every job its own account: jobuid.h */
+                s->switch_user = s->job_uids = true;
+                return 0;
+        }
         r = lookup_user(name, &uid, &gid);
         if (r < 0)
                 return error_setf(ret_error, r, "%s: user: \"%s\": %s", q->path, name,
@@ -568,6 +574,10 @@ char *const *sandbox_warnings(const Sandbox *s) {
         return s->warnings;
 }
 
+bool sandbox_job_uids(const Sandbox *s) {
+        return s->job_uids;
+}
+
 void sandbox_job_user(const Sandbox *s, uid_t *ret_uid, gid_t *ret_gid) {
         *ret_uid = s->uid;
         *ret_gid = s->gid;
@@ -598,7 +608,8 @@ void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]) {
                         return -errno;  \
         } while (0)
 
-static int child_namespaces(const Sandbox *s, const char **ret_step) {
+static int child_namespaces(const Sandbox *s, uid_t uid, gid_t gid, pid_t parent,
+                            const char **ret_step) {
         if (s->join_userns)
                 STEP("setns(user namespace)", setns(SANDBOX_FD_USERNS, CLONE_NEWUSER));
         if (s->join_netns)
@@ -612,39 +623,34 @@ static int child_namespaces(const Sandbox *s, const char **ret_step) {
                                                    MS_NOSUID | MS_NODEV, s->tmp_options));
         }
         if (s->switch_user) {
-                STEP("setgroups", setgroups(1, &s->gid));
-                STEP("setresgid", setresgid(s->gid, s->gid, s->gid));
-                STEP("setresuid", setresuid(s->uid, s->uid, s->uid));
+                STEP("setgroups", setgroups(1, &gid));
+                STEP("setresgid", setresgid(gid, gid, gid));
+                STEP("setresuid", setresuid(uid, uid, uid));
+                /* A change of credentials clears the parent-death signal: arm it again, so the
+                 * job dies with its worker. */
+                STEP("PR_SET_PDEATHSIG", prctl(PR_SET_PDEATHSIG, SIGKILL));
+                *ret_step = "PR_SET_PDEATHSIG";
+                if (getppid() != parent) {
+                        errno = ESRCH;
+                        return -errno;
+                }
         }
         return 0;
 }
 
-/* Sends the listener with seq as the datagram's body over SANDBOX_FD_CHANNEL. */
-static int child_send_listener(int listener, uint64_t seq) {
-        union {
-                struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
-        } control = {};
-        struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf) };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &listener, sizeof(int));
-        return sendmsg(SANDBOX_FD_CHANNEL, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
-}
-
-int sandbox_child_apply(const Sandbox *s, uint64_t seq, bool *ret_listener_sent,
-                        const char **ret_step) {
+int sandbox_child_apply(const Sandbox *s, uint64_t seq, uid_t job_uid, pid_t parent,
+                        bool *ret_listener_sent, const char **ret_step) {
         struct sock_fprog prog;
         int listener, r;
 
+        if (s->job_uids && job_uid == 0) {
+                *ret_step = "the job's own account";
+                return -EINVAL;
+        }
         for (size_t i = 0; i < s->n_rlimits; i++)
                 STEP("setrlimit", setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit));
-        r = child_namespaces(s, ret_step);
+        r = child_namespaces(s, s->job_uids ? job_uid : s->uid,
+                             s->job_uids ? (gid_t) job_uid : s->gid, parent, ret_step);
         if (r < 0)
                 return r;
         STEP("PR_SET_NO_NEW_PRIVS", prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
@@ -667,7 +673,10 @@ int sandbox_child_apply(const Sandbox *s, uint64_t seq, bool *ret_listener_sent,
                                  SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
         if (listener < 0)
                 return -errno;
-        STEP("send the seccomp listener", child_send_listener(listener, seq));
+        *ret_step = "send the seccomp listener";
+        r = fd_send(SANDBOX_FD_CHANNEL, listener, &seq, sizeof(seq));
+        if (r < 0)
+                return r;
         *ret_listener_sent = true;
         return 0;
 }

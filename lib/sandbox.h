@@ -69,7 +69,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Sandbox *, sandbox_free);
 const Policy *sandbox_policy(const Sandbox *s);
 /* NULL-terminated list of the layers dropped under allow_degraded (may be empty). */
 char *const *sandbox_warnings(const Sandbox *s);
-/* The account jobs run as. */
+/* Whether every job runs under an account of its own (privileged worker, queue without
+ * `user`): the spawn passes it (jobuid.h), and sandbox_job_user() does not apply. */
+bool sandbox_job_uids(const Sandbox *s);
+/* The account jobs run as (when not sandbox_job_uids()). */
 void sandbox_job_user(const Sandbox *s, uid_t *ret_uid, gid_t *ret_gid);
 /* The limits the worker needs to classify a job's end (UINT64_MAX: none). */
 uint64_t sandbox_limit_cpu_usec(const Sandbox *s);
@@ -79,11 +82,13 @@ uint64_t sandbox_limit_memory(const Sandbox *s);
 
 /* The descriptors to place at SANDBOX_FD_CHANNEL.. (index 0..SANDBOX_N_FDS-1), -1 for none. */
 void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]);
-/* Applies layers 2-5. seq identifies this spawn on the channel. On failure returns -errno
+/* Applies layers 2-5. seq identifies this spawn on the channel; job_uid is the job's own
+ * account (also its GID) when sandbox_job_uids(), else ignored; parent is the worker's pid (the
+ * parent-death signal is armed again after the user switch). On failure returns -errno
  * and the failed step's name (a static string) in *ret_step. *ret_listener_sent tells whether
  * a listener was sent (false: the filter kills by itself). */
-int sandbox_child_apply(const Sandbox *s, uint64_t seq, bool *ret_listener_sent,
-                        const char **ret_step);
+int sandbox_child_apply(const Sandbox *s, uint64_t seq, uid_t job_uid, pid_t parent,
+                        bool *ret_listener_sent, const char **ret_step);
 
 /* ---- in the worker, after the child has exec'd ---- */
 

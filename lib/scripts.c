@@ -9,7 +9,8 @@ static const char *const sources[_SCRIPT_MAX] = {
         [SCRIPT_RELEASE] = lua_release, [SCRIPT_REAP] = lua_reap,
         [SCRIPT_PROMOTE] = lua_promote, [SCRIPT_CANCEL] = lua_cancel,
         [SCRIPT_REQUEUE] = lua_requeue, [SCRIPT_TAKE] = lua_take,
-        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch,
+        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch, [SCRIPT_TRIM] = lua_trim,
+        [SCRIPT_SET_ASIDE] = lua_set_aside,
 };
 
 static const char *const shas[_SCRIPT_MAX] = {
@@ -18,7 +19,8 @@ static const char *const shas[_SCRIPT_MAX] = {
         [SCRIPT_RELEASE] = lua_release_sha, [SCRIPT_REAP] = lua_reap_sha,
         [SCRIPT_PROMOTE] = lua_promote_sha, [SCRIPT_CANCEL] = lua_cancel_sha,
         [SCRIPT_REQUEUE] = lua_requeue_sha, [SCRIPT_TAKE] = lua_take_sha,
-        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch_sha,
+        [SCRIPT_SUBMIT_BATCH] = lua_submit_batch_sha, [SCRIPT_TRIM] = lua_trim_sha,
+        [SCRIPT_SET_ASIDE] = lua_set_aside_sha,
 };
 
 const char *script_source(ScriptId id) {

@@ -13,6 +13,8 @@ typedef enum ScriptId {
         SCRIPT_REQUEUE,
         SCRIPT_TAKE,
         SCRIPT_SUBMIT_BATCH,
+        SCRIPT_TRIM,
+        SCRIPT_SET_ASIDE,
         _SCRIPT_MAX,
 } ScriptId;
 

@@ -87,8 +87,9 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
         if (!up && !s->redis_down) {
                 s->redis_down = true;
                 s->down_since = time(NULL);
-                log_warning_errno(error, "Redis is unreachable: %m; requests that need it get "
-                                  "503 until it is back, reconnecting with backoff.");
+                log_warning_errno(error, "Redis is unreachable: %s; requests that need it get "
+                                  "503 until it is back, reconnecting with backoff.",
+                                  redis_conn_error_text(c, error));
                 sd_notifyf(false, "STATUS=%s: Redis unreachable, reconnecting", s->name);
         } else if (up) {
                 if (s->redis_down)
@@ -305,8 +306,17 @@ static void on_exists(RedisConn *c, const redisReply *reply, int error, void *us
         free(l);
 }
 
-int service_locate(Service *s, ServiceKeyFunc keyf, const char *id, const char *queue_hint,
-                   ServiceLocateCallback cb, void *userdata) {
+bool service_request_sees(Service *s, HttpRequest *req, size_t i, bool write) {
+        const QueueConfig *q = s->queues->queues[i];
+
+        /* A failed group lookup (-errno) sees nothing: the job is not found, nothing leaks. */
+        if (service_request_allowed(s, req, q->read_groups) > 0)
+                return true;
+        return write && service_request_allowed(s, req, q->submit_groups) > 0;
+}
+
+int service_locate(Service *s, HttpRequest *req, bool write, ServiceKeyFunc keyf, const char *id,
+                   const char *queue_hint, ServiceLocateCallback cb, void *userdata) {
         size_t n = s->queues->n_queues, sent = 0;
         Locate *l;
         int r;
@@ -319,7 +329,8 @@ int service_locate(Service *s, ServiceKeyFunc keyf, const char *id, const char *
         *l = (Locate){ .service = s, .cb = cb, .userdata = userdata };
         for (size_t i = 0; i < n; i++) {
                 _cleanup_free_ char *key = NULL;
-                if (queue_hint && !streq(queue_hint, s->queues->queues[i]->name))
+                if ((queue_hint && !streq(queue_hint, s->queues->queues[i]->name)) ||
+                    !service_request_sees(s, req, i, write))
                         continue;
                 key = keyf(s->keys[i], id);
                 if (!key)

@@ -73,13 +73,21 @@ void service_reply_unavailable(HttpRequest *req);
 /* Replies 503 when Redis is down and returns -ENOTCONN; 0 when up. */
 int service_require_redis(Service *s, HttpRequest *req);
 
+/* Whether the client may see the jobs of queue i at all: it may read them (read_groups), or,
+ * with `write`, also act on them (submit_groups). To a client, a job or batch of a queue it may
+ * not see does not exist: lookups by id answer 404 for it, never 403, so that nobody learns
+ * which ids exist in the queues they may not read. */
+bool service_request_sees(Service *s, HttpRequest *req, size_t i, bool write);
+
 /* Finds the queue holding the key `key(keys, id)` (queue_key_job for jobs, queue_key_batch for
- * batches), only in `queue_hint` when not NULL: calls back with the index of the queue,
- * -ENOENT (nowhere), -ENOTUNIQ (in several) or another -errno. */
+ * batches) among the queues the client of req sees (service_request_sees with `write`), only
+ * in the queue named `queue_hint` when not NULL (an unknown or unseen one finds nothing):
+ * calls back with the index of the queue, -ENOENT (nowhere), -ENOTUNIQ (in several) or another
+ * -errno. req is only looked at during the call. An invalid id is -ENOENT at once. */
 typedef void (*ServiceLocateCallback)(Service *s, int r, size_t index, void *userdata);
 typedef char *(*ServiceKeyFunc)(const QueueKeys *k, const char *id);
-int service_locate(Service *s, ServiceKeyFunc key, const char *id, const char *queue_hint,
-                   ServiceLocateCallback cb, void *userdata);
+int service_locate(Service *s, HttpRequest *req, bool write, ServiceKeyFunc key, const char *id,
+                   const char *queue_hint, ServiceLocateCallback cb, void *userdata);
 
 /* Replies with the error that a failed service_locate() means. */
 void service_reply_locate_error(HttpRequest *req, int r, const char *id);

@@ -22,6 +22,7 @@ typedef struct SpawnPlan {
         int stdout_fd;
         int stderr_fd;
         const Sandbox *sandbox; /* NULL: no sandbox layers (PR_SET_NO_NEW_PRIVS still set) */
+        uid_t job_uid;          /* the job's own account when sandbox_job_uids(sandbox) */
 } SpawnPlan;
 
 typedef struct SpawnChild {

@@ -90,5 +90,7 @@ json_t *record_to_status(const redisReply *r, const char *queue, const char *id)
                       (double) get_u64(r, "created") / 1000.0, "args", args_to_json(r));
         if (o)
                 add_attempt(o, r);
+        if (o && record_get(r, "gather_error", NULL)) /* set aside by the gatherer: why */
+                json_object_set_new(o, "gather_error", json_string(record_get(r, "gather_error", NULL)));
         return o;
 }

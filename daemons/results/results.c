@@ -10,7 +10,7 @@
 
 #include "auth.h"
 #include "config.h"
-#include "fsutil.h"
+#include "gather.h"
 #include "http.h"
 #include "job.h"
 #include "keys.h"
@@ -18,17 +18,10 @@
 #include "record.h"
 #include "redis.h"
 #include "service.h"
-#include "strutil.h"
+#include "trim.h"
 
-#define GATHER_COUNT "256"
 #define WAIT_DEFAULT_SEC 30
 #define WAIT_MAX_SEC 3600
-#define GATHER_RETRY_USEC (5 * USEC_PER_SEC)
-
-typedef struct Ack {
-        size_t queue;
-        char *entry;
-} Ack;
 
 typedef struct Waiter Waiter;
 struct Waiter {
@@ -43,16 +36,8 @@ struct Waiter {
 
 struct Results {
         Service *service;
-        RedisConn *feed;         /* XREADGROUP … BLOCK 0: nothing else on it */
-        char *consumer;
-        bool reading, backlog;   /* backlog: still re-reading our own pending entries ("0") */
-        bool write_failed;       /* this round could not write a result: pause before the next */
-        sd_event_source *retry_timer;
-        size_t gathering;        /* entries being written */
-        uint64_t gathered;
-        int *queue_dirs;         /* per queue: its results directory, or -1 until first used */
-        Ack *acks;               /* entries gathered in this round, acknowledged at its end */
-        size_t n_acks, cap_acks;
+        Gatherer *gatherer;
+        Trimmer *trimmer;
         Waiter *waiters;
 };
 
@@ -68,7 +53,6 @@ typedef struct Query {
         json_t *acc;
 } Query;
 
-static void results_read(Results *r);
 static void waiters_wake(Results *r, const char *id, bool batch);
 static int query_status(Query *q);
 static int query_batch(Query *q);
@@ -105,7 +89,7 @@ static void on_query_abort(HttpRequest *req, void *userdata) {
         q->req = NULL;
 }
 
-/* --- files in the results directory --------------------------------------------------------- */
+/* --- the results directory and the gatherer --------------------------------------------------- */
 
 static char *result_path(Results *r, size_t qi, const char *id, const char *file) {
         char *p;
@@ -115,330 +99,20 @@ static char *result_path(Results *r, size_t qi, const char *id, const char *file
         return p;
 }
 
-static int write_file(int dirfd, const char *name, const void *data, size_t len) {
-        _cleanup_close_ int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-
-        return fd < 0 ? -errno : write_all(fd, data, len);
-}
-
-/* The queue's results directory, made and opened once (again when it was removed meanwhile:
- * `fresh`). */
-static int queue_dir(Results *r, size_t qi, bool fresh) {
-        _cleanup_free_ char *path = NULL;
-        int k;
-
-        if (r->queue_dirs[qi] >= 0 && !fresh)
-                return r->queue_dirs[qi];
-        r->queue_dirs[qi] = safe_close(r->queue_dirs[qi]);
-        if (asprintf(&path, "%s/%s", r->service->config->results_dir, queue_name(r, qi)) < 0)
-                return -ENOMEM;
-        k = mkdir_parents(path, 0750);
-        if (k < 0)
-                return k;
-        r->queue_dirs[qi] = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        return r->queue_dirs[qi] < 0 ? -errno : r->queue_dirs[qi];
-}
-
-/* A fresh, empty <queue dir>/<tmp> (what a crash left there is removed first). */
-static int make_tmp_dir(Results *r, size_t qi, const char *tmp, int *ret_qfd) {
-        int qfd = queue_dir(r, qi, false);
-
-        if (qfd < 0)
-                return qfd;
-        if (mkdirat(qfd, tmp, 0750) == 0)
-                goto done;
-        if (errno == ENOENT) /* the queue's directory was removed under us */
-                qfd = queue_dir(r, qi, true);
-        else if (errno == EEXIST)
-                (void) rm_rf_at(qfd, tmp);
-        else
-                return -errno;
-        if (qfd < 0)
-                return qfd;
-        if (mkdirat(qfd, tmp, 0750) < 0)
-                return -errno;
-done:
-        *ret_qfd = qfd;
-        return 0;
-}
-
-/* Writes stdout, stderr and result.json into a fresh directory and renames it into place, so a
- * reader sees all three files or none. */
-static int write_result_dir(Results *r, size_t qi, const char *id, const redisReply *rec,
-                            json_t *status) {
-        _cleanup_free_ char *json = NULL;
-        _cleanup_close_ int dfd = -EBADF;
-        size_t out_len = 0, err_len = 0;
-        const char *out = record_get(rec, "out", &out_len), *err = record_get(rec, "err", &err_len);
-        char tmp[128];
-        int qfd = -EBADF, k;
-
-        snprintf(tmp, sizeof(tmp), ".%s.tmp", id); /* ids are at most 64 characters */
-        k = make_tmp_dir(r, qi, tmp, &qfd);
-        if (k < 0)
-                return k;
-        dfd = openat(qfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        json = json_dumps(status, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-        if (dfd < 0 || !json)
-                return dfd < 0 ? -errno : -ENOMEM;
-        k = write_file(dfd, "stdout", out ? out : "", out ? out_len : 0);
-        if (k >= 0)
-                k = write_file(dfd, "stderr", err ? err : "", err ? err_len : 0);
-        if (k >= 0)
-                k = write_file(dfd, "result.json", json, strlen(json));
-        if (k < 0)
-                return k;
-        if (renameat(qfd, tmp, qfd, id) < 0) {
-                if (errno != ENOTEMPTY && errno != EEXIST)
-                        return -errno;
-                (void) rm_rf_at(qfd, id); /* gathered before (a crash before XACK): replace it */
-                if (renameat(qfd, tmp, qfd, id) < 0)
-                        return -errno;
-        }
-        return 0;
-}
-
-/* --- the gatherer ---------------------------------------------------------------------------- */
-
-typedef struct Gather {
-        Results *results;
-        size_t queue;
-        char *entry;             /* stream entry id */
-        char *id, *batch;
-        bool batch_done;         /* the batch may have finished with this job: wake its waiters */
-} Gather;
-
-static void gather_free(Gather *g) {
-        free(g->entry);
-        free(g->id);
-        free(g->batch);
-        free(g);
-}
-
-static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+/* A job's entry was handled: whoever waits for it (or its batch) gets the answer now. */
+static void on_gathered(void *userdata, size_t qi, const char *id, const char *batch) {
         Results *r = userdata;
 
-        r->backlog = true;
-        results_read(r);
-        return 0;
-}
-
-/* The read loop goes on when every entry of a round is handled; after a failed write (disk
- * full, permissions) only after a pause, so unwritable entries are not re-read in a tight loop. */
-/* One XACK per queue for the entries of a round (they stay pending if it is lost: gathering is
- * idempotent). */
-static void acks_flush(Results *r) {
-        size_t nq = r->service->queues->n_queues;
-        _cleanup_free_ const char **argv = NULL;
-
-        if (r->n_acks == 0)
-                return;
-        argv = calloc(3 + r->n_acks, sizeof(char *));
-        for (size_t qi = 0; argv && qi < nq; qi++) {
-                size_t k = 0;
-
-                argv[k++] = "XACK";
-                argv[k++] = r->service->keys[qi]->done;
-                argv[k++] = "gatherer";
-                for (size_t i = 0; i < r->n_acks; i++)
-                        if (r->acks[i].queue == qi)
-                                argv[k++] = r->acks[i].entry;
-                if (k > 3)
-                        (void) redis_command_argv(r->service->redis, NULL, NULL, (int) k, argv, NULL);
-        }
-        if (!argv)
-                log_oom();
-        for (size_t i = 0; i < r->n_acks; i++)
-                free(r->acks[i].entry);
-        r->n_acks = 0;
-}
-
-static void ack_add(Results *r, Gather *g) {
-        if (r->n_acks == r->cap_acks) {
-                size_t cap = MAX(r->cap_acks * 2, (size_t) 64);
-                Ack *a = reallocarray(r->acks, cap, sizeof(Ack));
-                if (!a)
-                        return (void) log_oom(); /* stays pending; gathered again later */
-                r->acks = a;
-                r->cap_acks = cap;
-        }
-        r->acks[r->n_acks++] = (Ack){ g->queue, TAKE_PTR(g->entry) };
-}
-
-static void gather_done(Results *r) {
-        if (--r->gathering > 0)
-                return;
-        acks_flush(r);
-        if (!r->write_failed) {
-                results_read(r);
-                return;
-        }
-        r->write_failed = false;
-        if (!r->retry_timer)
-                (void) sd_event_add_time_relative(r->service->event, &r->retry_timer, CLOCK_MONOTONIC,
-                                                  GATHER_RETRY_USEC, USEC_PER_SEC, on_retry_timer, r);
-        else {
-                (void) sd_event_source_set_time_relative(r->retry_timer, GATHER_RETRY_USEC);
-                (void) sd_event_source_set_enabled(r->retry_timer, SD_EVENT_ONESHOT);
-        }
-}
-
-static void on_gather_record(RedisConn *c, const redisReply *rec, int error, void *userdata) {
-        Gather *g = userdata;
-        Results *r = g->results;
-        _cleanup_free_ char *jk = queue_key_job(r->service->keys[g->queue], g->id);
-        json_t *status = NULL;
-        size_t out_len = 0, err_len = 0;
-        char ol[24], el[24];
-        int w = 0;
-
-        if (error < 0 || !jk)
-                goto out; /* stays pending in the group; re-read after reconnect */
-        status = record_to_status(rec, queue_name(r, g->queue), g->id);
-        if (status)
-                w = write_result_dir(r, g->queue, g->id, rec, status);
-        if (w < 0) {
-                LogJob lj = { .queue = queue_name(r, g->queue), .job_id = g->id };
-                log_job_errno(LOG_ERR, w, &lj, "Failed to write the result to %s: %m; it stays in "
-                              "Redis and is retried in %" PRIu64 "s.", r->service->config->results_dir,
-                              GATHER_RETRY_USEC / USEC_PER_SEC);
-                r->write_failed = true;
-                goto out;
-        }
-        if (status) {
-                (void) record_get(rec, "out", &out_len);
-                (void) record_get(rec, "err", &err_len);
-                snprintf(ol, sizeof(ol), "%zu", out_len);
-                snprintf(el, sizeof(el), "%zu", err_len);
-                /* Once on disk, the outputs leave Redis; their sizes stay for the status. Empty
-                 * ones may stay: they cost nothing and say the same. */
-                if (out_len + err_len == 0)
-                        (void) redis_command_argv(c, NULL, NULL, 4,
-                                (const char *[]){ "HSET", jk, "gathered", "1" }, NULL);
-                else {
-                        (void) redis_command_argv(c, NULL, NULL, 8,
-                                (const char *[]){ "HSET", jk, "gathered", "1", "out_len", ol, "err_len", el }, NULL);
-                        (void) redis_command_argv(c, NULL, NULL, 4,
-                                (const char *[]){ "HDEL", jk, "out", "err" }, NULL);
-                }
-        }
-        ack_add(r, g);
-        r->gathered++;
-        waiters_wake(r, g->id, false);
-        if (g->batch_done)
-                waiters_wake(r, g->batch, true);
-out:
-        json_decref(status);
-        gather_done(r);
-        gather_free(g);
-}
-
-static int gather_entry(Results *r, size_t qi, const redisReply *entry) {
-        const redisReply *fields = redis_reply_element(entry, 1);
-        const char *eid = redis_reply_string(redis_reply_element(entry, 0), NULL);
-        const char *id = record_get(fields, "id", NULL), *batch = record_get(fields, "batch", NULL);
-        const char *left = record_get(fields, "left", NULL);
-        _cleanup_free_ char *jk = NULL;
-        Gather *g;
-
-        if (!eid || !id)
-                return 0;
-        g = calloc(1, sizeof(Gather));
-        if (!g)
-                return -ENOMEM;
-        /* Entries without `left` (written by older workers) wake the batch's waiters each. */
-        *g = (Gather){ r, qi, strdup(eid), strdup(id), batch ? strdup(batch) : NULL,
-                       batch && (!left || streq(left, "0")) };
-        jk = queue_key_job(r->service->keys[qi], id);
-        if (!g->entry || !g->id || (batch && !g->batch) || !jk ||
-            redis_command_argv(r->service->redis, on_gather_record, g, 2,
-                               (const char *[]){ "HGETALL", jk }, NULL) < 0) {
-                gather_free(g);
-                return -ENOMEM;
-        }
-        r->gathering++;
-        return 1;
-}
-
-static size_t queue_of_stream(Results *r, const char *key) {
-        for (size_t i = 0; i < r->service->queues->n_queues; i++)
-                if (streq(r->service->keys[i]->done, key))
-                        return i;
-        return SIZE_MAX;
-}
-
-static void on_feed(RedisConn *c, const redisReply *reply, int error, void *userdata) {
-        Results *r = userdata;
-        size_t n = 0;
-
-        r->reading = false;
-        if (error < 0)
-                return; /* reconnect restarts reading with the backlog */
-        r->gathering++; /* hold: the read loop goes on only when every entry is written */
-        for (size_t s = 0; reply && reply->type == REDIS_REPLY_ARRAY && s < reply->elements; s++) {
-                const redisReply *stream = reply->element[s];
-                size_t qi = queue_of_stream(r, redis_reply_string(redis_reply_element(stream, 0), NULL) ?: "");
-                const redisReply *entries = redis_reply_element(stream, 1);
-                for (size_t e = 0; qi != SIZE_MAX && entries && e < entries->elements; e++)
-                        n += gather_entry(r, qi, entries->element[e]) > 0;
-        }
-        if (r->backlog && n == 0)
-                r->backlog = false; /* our pending entries are all done: now new ones */
-        gather_done(r);
-}
-
-static void results_read(Results *r) {
-        size_t nq = r->service->queues->n_queues, k = 0;
-        _cleanup_free_ const char **argv = NULL;
-
-        if (r->reading || r->gathering > 0 || nq == 0 || !redis_conn_is_up(r->feed) ||
-            !redis_conn_is_up(r->service->redis))
-                return;
-        argv = calloc(9 + 2 * nq, sizeof(char *));
-        if (!argv)
-                return (void) log_oom();
-        argv[k++] = "XREADGROUP";
-        argv[k++] = "GROUP";
-        argv[k++] = "gatherer";
-        argv[k++] = r->consumer;
-        argv[k++] = "COUNT";
-        argv[k++] = GATHER_COUNT;
-        if (!r->backlog) {
-                argv[k++] = "BLOCK";
-                argv[k++] = "0";
-        }
-        argv[k++] = "STREAMS";
-        for (size_t i = 0; i < nq; i++)
-                argv[k++] = r->service->keys[i]->done;
-        for (size_t i = 0; i < nq; i++)
-                argv[k++] = r->backlog ? "0" : ">";
-        if (redis_command_argv(r->feed, on_feed, r, (int) k, argv, NULL) >= 0)
-                r->reading = true;
-}
-
-static void on_feed_state(RedisConn *c, bool up, int error, void *userdata) {
-        Results *r = userdata;
-
-        if (!up) {
-                r->reading = false;
-                return;
-        }
-        /* The groups exist before the first read (same connection, so in order). */
-        for (size_t i = 0; i < r->service->queues->n_queues; i++)
-                (void) redis_command_argv(c, NULL, NULL, 6,
-                                          (const char *[]){ "XGROUP", "CREATE", r->service->keys[i]->done,
-                                                            "gatherer", "0", "MKSTREAM" }, NULL);
-        r->backlog = true;
-        results_read(r);
+        waiters_wake(r, id, false);
+        if (batch)
+                waiters_wake(r, batch, true);
 }
 
 static void on_service_state(Service *s, bool up, void *userdata) {
         Results *r = userdata;
 
-        if (!up)
-                return;
-        r->backlog = true; /* entries whose gathering failed with the connection are pending */
-        results_read(r);
+        if (up)
+                gatherer_redis_up(r->gatherer);
 }
 
 /* --- waiters (long polls) -------------------------------------------------------------------- */
@@ -627,29 +301,46 @@ static void on_output_field(RedisConn *c, const redisReply *reply, int error, vo
         query_free(q);
 }
 
+/* A job no longer in Redis (retention expired) may still be on disk: looked for with the same
+ * restrictions as in Redis, only in the queue the request names (?queue=) and only in the
+ * queues the client may read. 0 and *ret_index, -ENOENT or -ENOTUNIQ. */
+static int locate_on_disk(Results *r, HttpRequest *req, const char *id, size_t *ret_index) {
+        const char *hint = http_request_query(req, "queue");
+        size_t found = 0, index = 0;
+
+        for (size_t i = 0; i < r->service->queues->n_queues; i++) {
+                _cleanup_free_ char *p = NULL;
+
+                if ((hint && !streq(hint, queue_name(r, i))) ||
+                    !service_request_sees(r->service, req, i, false))
+                        continue;
+                p = result_path(r, i, id, NULL);
+                if (p && access(p, F_OK) == 0) {
+                        found++;
+                        index = i;
+                }
+        }
+        if (found == 0)
+                return -ENOENT;
+        if (found > 1)
+                return -ENOTUNIQ;
+        *ret_index = index;
+        return 0;
+}
+
 static void on_job_located(Service *svc, int k, size_t qi, void *userdata) {
         Query *q = userdata;
-        Results *r = q->results;
         _cleanup_free_ char *jk = NULL;
 
         if (!q->req)
                 return query_free(q);
-        if (k == -ENOENT) { /* expired from Redis: the results directory may still have it */
-                for (size_t i = 0; i < svc->queues->n_queues; i++) {
-                        _cleanup_free_ char *p = result_path(r, i, q->id, NULL);
-                        if (p && access(p, F_OK) == 0) {
-                                k = 0;
-                                qi = i;
-                                break;
-                        }
-                }
-        }
+        if (k == -ENOENT)
+                k = locate_on_disk(q->results, q->req, q->id, &qi);
         if (k < 0) {
                 service_reply_locate_error(q->req, k, q->id);
                 return query_free(q);
         }
-        if (service_request_queue(svc, q->req, queue_name(r, qi), false, &q->queue) < 0)
-                return query_free(q);
+        q->queue = qi; /* one the client may read: nothing else is searched */
         jk = queue_key_job(svc->keys[qi], q->id);
         if (streq(q->what, "stdout") || streq(q->what, "stderr"))
                 k = !jk ? -ENOMEM : redis_command_argv(svc->redis, on_output_field, q, 3,
@@ -691,21 +382,16 @@ static int job_route(HttpRequest *req, Results *r, const char *what) {
         if (!q)
                 return -ENOMEM;
         q->wait_usec = wait;
-        k = service_locate(r->service, queue_key_job, q->id, http_request_query(req, "queue"),
-                           on_job_located, q);
-        if (k < 0) {
+        /* A job of a queue the client may not read is, to it, a job that does not exist. */
+        k = service_locate(r->service, req, false, queue_key_job, q->id,
+                           http_request_query(req, "queue"), on_job_located, q);
+        if (k < 0 && k != -ENOENT) {
                 query_free(q);
-                if (k != -ENOENT)
-                        return k;
-                /* Not in Redis at all: try the disk through the same path. */
-                q = query_new(r, req, http_request_param(req, "id"), what);
-                if (!q)
-                        return -ENOMEM;
-                http_request_keep(req, on_query_abort, q);
-                on_job_located(r->service, -ENOENT, 0, q);
-                return 0;
+                return k;
         }
         http_request_keep(req, on_query_abort, q);
+        if (k == -ENOENT) /* no queue to ask in Redis: the disk, through the same path */
+                on_job_located(r->service, -ENOENT, 0, q);
         return 0;
 }
 
@@ -783,8 +469,7 @@ static void on_batch_located(Service *svc, int k, size_t qi, void *userdata) {
                         service_reply_locate_error(q->req, k, q->id);
                 return query_free(q);
         }
-        if (service_request_queue(svc, q->req, queue_name(q->results, qi), false, &q->queue) < 0)
-                return query_free(q);
+        q->queue = qi; /* one the client may read: nothing else is searched */
         if (query_batch(q) < 0) {
                 service_reply_unavailable(q->req);
                 query_free(q);
@@ -805,8 +490,8 @@ static int batch_route(HttpRequest *req, Results *r, bool wait) {
         if (!q)
                 return -ENOMEM;
         q->wait_usec = usec;
-        k = service_locate(r->service, queue_key_batch, id, http_request_query(req, "queue"),
-                           on_batch_located, q);
+        k = service_locate(r->service, req, false, queue_key_batch, id,
+                           http_request_query(req, "queue"), on_batch_located, q);
         if (k < 0) {
                 query_free(q);
                 if (k == -ENOENT)
@@ -848,7 +533,8 @@ static void on_queues_abort(HttpRequest *req, void *userdata) {
 }
 
 static json_t *queue_stats_json(Results *r, size_t qi, const redisReply *x) {
-        static const char *const names[] = { "ready", "delayed", "running", "dead", "workers" };
+        static const char *const names[] = { "ready", "delayed", "running", "dead", "workers",
+                                             "gather_failed" };
         const redisReply *stats = redis_reply_element(x, 3);
         static const char *const counters[] = { "done", "failed", "cancelled" };
         json_t *o = json_pack("{s:s}", "name", queue_name(r, qi));
@@ -905,6 +591,7 @@ static int send_queue_stats(Results *r, QueuesQuery *qq, size_t qi) {
         if (e >= 0) e = redis_command(c, NULL, NULL, "HMGET %s done failed cancelled", k->stats);
         if (e >= 0) e = redis_command(c, NULL, NULL, "ZCARD %s", k->dead);
         if (e >= 0) e = redis_command(c, NULL, NULL, "ZCOUNT %s %s +inf", k->workers, now);
+        if (e >= 0) e = redis_command(c, NULL, NULL, "ZCARD %s", k->gather_failed);
         if (e >= 0) e = redis_command(c, on_queue_exec, it, "EXEC");
         if (e < 0)
                 free(it);
@@ -1031,13 +718,12 @@ static const HttpRoute routes[] = {
 static int on_sigterm(sd_event_source *src, const struct signalfd_siginfo *si, void *userdata) {
         Results *r = userdata;
         sd_notify(false, "STOPPING=1");
-        log_info("Stopping after gathering %" PRIu64 " result(s).", r->gathered);
+        log_info("Stopping after gathering %" PRIu64 " result(s).", gatherer_count(r->gatherer));
         return sd_event_exit(r->service->event, 0);
 }
 
 int results_new(sd_event *e, TasadConfig *config, Results **ret) {
         _cleanup_(results_freep) Results *r = calloc(1, sizeof(Results));
-        char host[256] = "localhost";
         int k;
 
         if (!r) {
@@ -1049,22 +735,11 @@ int results_new(sd_event *e, TasadConfig *config, Results **ret) {
                 return k;
         r->service->state_hook = on_service_state;
         r->service->state_userdata = r;
-        r->queue_dirs = calloc(MAX(r->service->queues->n_queues, (size_t) 1), sizeof(int));
-        if (!r->queue_dirs)
-                return -ENOMEM;
-        for (size_t i = 0; i < r->service->queues->n_queues; i++)
-                r->queue_dirs[i] = -EBADF;
-        /* Stable across restarts, so entries pending from a previous run are ours again. */
-        (void) gethostname(host, sizeof(host) - 1);
-        r->consumer = strdup(host);
-        if (!r->consumer)
-                return -ENOMEM;
-        k = redis_conn_new(e, &r->service->config->redis, "feed", &r->feed);
-        if (k < 0)
-                return k;
-        redis_conn_set_timeout(r->feed, 0);
-        redis_conn_set_state_callback(r->feed, on_feed_state, r);
-        k = sd_event_add_signal(e, NULL, SIGTERM, on_sigterm, r);
+        k = gatherer_new(r->service, on_gathered, r, &r->gatherer);
+        if (k >= 0)
+                k = trimmer_new(r->service, &r->trimmer);
+        if (k >= 0)
+                k = sd_event_add_signal(e, NULL, SIGTERM, on_sigterm, r);
         if (k >= 0)
                 k = sd_event_add_signal(e, NULL, SIGINT, on_sigterm, r);
         if (k < 0)
@@ -1078,7 +753,7 @@ int results_start(Results *r) {
                               ELEMENTSOF(routes), r);
         if (k < 0)
                 return k;
-        return redis_conn_start(r->feed);
+        return gatherer_start(r->gatherer);
 }
 
 Results *results_free(Results *r) {
@@ -1088,16 +763,11 @@ Results *results_free(Results *r) {
                 http_reply_error(r->waiters->req, 503, "unavailable", "tasad-results is stopping");
                 waiter_free(r->waiters);
         }
-        r->feed = redis_conn_free(r->feed);
-        sd_event_source_disable_unref(r->retry_timer);
-        for (size_t i = 0; r->queue_dirs && i < r->service->queues->n_queues; i++)
-                safe_close(r->queue_dirs[i]);
-        free(r->queue_dirs);
-        for (size_t i = 0; i < r->n_acks; i++)
-                free(r->acks[i].entry);
-        free(r->acks);
+        /* The gatherer first: the replies it still waits for come when the service's
+         * connection is freed, and find their entries orphaned. */
+        r->gatherer = gatherer_free(r->gatherer);
+        r->trimmer = trimmer_free(r->trimmer);
         service_free(r->service);
-        free(r->consumer);
         free(r);
         return NULL;
 }

@@ -24,6 +24,8 @@ struct Scheduler {
         sd_event_source *timer;
         uint64_t *next_promote;    /* per queue, CLOCK_MONOTONIC */
         uint64_t next_reap;
+        /* per queue, CLOCK_MONOTONIC: no reaping before, see on_redis_state() */
+        uint64_t *reap_after;
         uint64_t accepted;
 };
 
@@ -559,7 +561,9 @@ static int route_cancel(HttpRequest *req, void *userdata) {
                 pending_free(p);
                 return -ENOMEM;
         }
-        r = service_locate(s->service, queue_key_job, p->id, http_request_query(req, "queue"), on_cancel_located, p);
+        /* Only queues the client may read or submit to: to anyone else the job does not exist. */
+        r = service_locate(s->service, req, true, queue_key_job, p->id,
+                           http_request_query(req, "queue"), on_cancel_located, p);
         if (r < 0) {
                 service_reply_locate_error(req, r, p->id);
                 pending_free(p);
@@ -680,10 +684,11 @@ static int send_timer_call(Scheduler *s, size_t qi, bool reap) {
         snprintf(maxr, sizeof(maxr), "%u", q->max_redeliveries);
         snprintf(ret, sizeof(ret), "%" PRIu64, tasad_config_retention_sec(s->service->config));
         if (reap)
-                r = redis_script(s->service->redis, SCRIPT_REAP, on_reap_reply, t, 6, 12,
+                r = redis_script(s->service->redis, SCRIPT_REAP, on_reap_reply, t, 6, 13,
                                  (const char *[]){ k->leases, k->workers, k->ready, k->dead, k->done,
                                                    k->stats, k->job_prefix, k->proc_prefix, maxr,
-                                                   SCRIPT_LIMIT, ret, k->batch_prefix }, NULL);
+                                                   SCRIPT_LIMIT, ret, k->batch_prefix,
+                                                   STRINGIFY(REAP_WORKER_GRACE_MS) }, NULL);
         else
                 r = redis_script(s->service->redis, SCRIPT_PROMOTE, on_promote_reply, t, 2, 4,
                                  (const char *[]){ k->delayed, k->ready, k->job_prefix, SCRIPT_LIMIT },
@@ -710,17 +715,28 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         if (up && s->next_reap <= now) {
                 s->next_reap = now + REAP_INTERVAL_USEC;
                 for (size_t i = 0; i < n; i++)
-                        (void) send_timer_call(s, i, true);
+                        if (s->reap_after[i] <= now)
+                                (void) send_timer_call(s, i, true);
         }
         (void) sd_event_source_set_time(src, MAX(next, now + 10 * USEC_PER_MSEC));
         (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
         return 0;
 }
 
-/* A reply may have moved a promotion earlier: wake the timer at the next loop iteration. */
+/* Connected again (or for the first time): Redis may have been down or restarted, and then
+ * the leases of live workers expired only because nobody could renew them. The workers
+ * reconnect and renew within moments; the reaper gives them one lease period before it takes
+ * an expired lease for a dead worker. Wake the timer at the next loop iteration for the rest
+ * (promotions). */
 static void on_redis_state(Service *svc, bool up, void *userdata) {
         Scheduler *s = userdata;
-        if (up && s->timer)
+        uint64_t now = mono_now(s);
+
+        if (!up)
+                return;
+        for (size_t i = 0; i < s->service->queues->n_queues; i++)
+                s->reap_after[i] = now + queue_of(s, i)->lease_usec;
+        if (s->timer)
                 (void) sd_event_source_set_time(s->timer, 0);
 }
 
@@ -747,7 +763,8 @@ int scheduler_new(sd_event *e, TasadConfig *config, Scheduler **ret) {
         s->service->state_hook = on_redis_state;
         s->service->state_userdata = s;
         s->next_promote = calloc(s->service->queues->n_queues + 1, sizeof(uint64_t));
-        if (!s->next_promote)
+        s->reap_after = calloc(s->service->queues->n_queues + 1, sizeof(uint64_t));
+        if (!s->next_promote || !s->reap_after)
                 return -ENOMEM;
         r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, 0, 10 * USEC_PER_MSEC, on_timer, s);
         if (r >= 0)
@@ -771,6 +788,7 @@ Scheduler *scheduler_free(Scheduler *s) {
         sd_event_source_disable_unref(s->timer);
         service_free(s->service);
         free(s->next_promote);
+        free(s->reap_after);
         free(s);
         return NULL;
 }

@@ -98,6 +98,10 @@ int worker_control_start(sd_event *e, Worker *w, const char *path, CtlServer **r
         int fd = -EBADF, r;
 
         r = http_listen_fd("control", path, &fd, &activated);
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "Another process serves the control socket %s (a "
+                                       "worker of queue '%s' with the same worker_socket_dir?); "
+                                       "refusing to start.", path, worker_queue(w)->name);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the control socket %s: %m", path);
         r = ctl_server_new(e, fd, routes, ELEMENTSOF(routes), w, ret);

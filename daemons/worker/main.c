@@ -16,6 +16,7 @@
 static int check_config(const TasadConfig *config, const QueueConfig *queue) {
         _cleanup_(sandbox_host_freep) SandboxHost *host = NULL;
         _cleanup_(sandbox_freep) Sandbox *sandbox = NULL;
+        _cleanup_free_ char *accounts = NULL;
         int r;
 
         r = sandbox_host_new(&host);
@@ -24,7 +25,9 @@ static int check_config(const TasadConfig *config, const QueueConfig *queue) {
         printf("Job sandbox on this host: %s.\n", sandbox_host_describe(host));
         if (worker_load_sandbox(host, config, queue, &sandbox) < 0)
                 return 1;
-        printf("Configuration and queue '%s' are valid.\n\n", queue->name);
+        printf("Configuration and queue '%s' are valid.\n", queue->name);
+        accounts = worker_describe_accounts(config, queue, sandbox);
+        printf("Accounts: %s.\n\n", accounts ? accounts : "?");
         if (!sandbox_policy(sandbox)) {
                 printf("Policy: " POLICY_UNCONFINED " (no seccomp filter).\n");
                 return 0;

@@ -8,6 +8,7 @@
 #include <systemd/sd-event.h>
 #include <time.h>
 
+#include "jobuid.h"
 #include "parse.h"
 #include "policy.h"
 #include "sandbox.h"
@@ -31,6 +32,8 @@ struct JobRun {
         sd_event *event;
         pid_t pid;
         int pidfd;
+        uid_t job_uid;                  /* its own account, or 0 */
+        bool reaped;                    /* every process of job_uid was killed */
         sd_event_source *child_source, *timer, *notify_source;
         int listener;                   /* the job's seccomp listener, or -1 */
         SandboxViolation violation;     /* the first one (nr -1: none) */
@@ -52,6 +55,10 @@ static uint64_t clock_usec(clockid_t id) {
         struct timespec ts;
         clock_gettime(id, &ts);
         return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+bool job_run_reaped(const JobRun *run) {
+        return run->job_uid == 0 || run->reaped;
 }
 
 bool outcome_is_retryable(const char *outcome) {
@@ -116,6 +123,14 @@ static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdat
 static void kill_group(JobRun *run, int sig) {
         /* The job leads its own session and process group (setsid in spawn). */
         (void) kill(-run->pid, sig);
+}
+
+/* Kills every process of the job's own account, also those that left its process group
+ * (setsid, double fork): nothing a job started outlives it. */
+static void kill_account(JobRun *run) {
+        if (run->job_uid == 0)
+                return;
+        run->reaped = job_uid_reap(run->job_uid) >= 0;
 }
 
 static void notify_close(JobRun *run) {
@@ -197,6 +212,7 @@ void job_run_stop(JobRun *run, const char *outcome, bool immediately) {
         if (immediately) {
                 run->killed_hard = true;
                 kill_group(run, SIGKILL);
+                kill_account(run); /* now, not only once the main process has been reaped */
                 return;
         }
         kill_group(run, SIGTERM);
@@ -214,8 +230,10 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         run->exited = true;
         run->end_mono = clock_usec(CLOCK_MONOTONIC);
         run->child_source = sd_event_source_disable_unref(run->child_source);
-        /* Whatever the job left behind in its process group dies with it. */
+        /* Whatever the job left behind in its process group, or anywhere under its account,
+         * dies with it. */
         kill_group(run, SIGKILL);
+        kill_account(run);
         timer_arm(run, PIPE_DRAIN_USEC);
         run_check_complete(run);
         return 0;
@@ -440,7 +458,7 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
         run->start_real = clock_usec(CLOCK_REALTIME);
         r = spawn_start(&(SpawnPlan){ .argv = p->argv, .envp = p->envp, .cwd = p->cwd,
                                       .stdin_fd = in_fd, .stdout_fd = out[1], .stderr_fd = err[1],
-                                      .sandbox = p->sandbox },
+                                      .sandbox = p->sandbox, .job_uid = p->job_uid },
                         &child, ret_step);
         safe_close(out[1]);
         safe_close(err[1]);
@@ -448,6 +466,7 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
                 return r;
         run->pid = child.pid;
         run->pidfd = child.pidfd;
+        run->job_uid = p->job_uid;
         run->listener = child.listener_fd;
         r = run_watch(run);
         if (r < 0) {
@@ -471,6 +490,8 @@ JobRun *job_run_free(JobRun *run) {
                 kill_group(run, SIGKILL);
                 (void) waitpid(run->pid, NULL, 0);
         }
+        if (run->pid > 0 && !run->reaped)
+                kill_account(run);
         run->child_source = sd_event_source_disable_unref(run->child_source);
         run->timer = sd_event_source_disable_unref(run->timer);
         notify_close(run);

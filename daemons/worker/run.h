@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "job.h"
 #include "macro.h"
@@ -29,6 +30,8 @@ typedef struct JobRunParams {
         int devnull_fd;          /* stdin when there is no payload */
         const char *cwd;         /* the job's working directory (NULL: "/") */
         const Sandbox *sandbox;  /* read only while starting; NULL: none */
+        uid_t job_uid;           /* the job's own account (jobuid.h), or 0: every process of
+                                  * it is killed when the job's main process has exited */
 } JobRunParams;
 
 /* Starts the process. -errno when it could not be started (ret untouched), with the failed
@@ -39,6 +42,8 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
  * `immediately`). The result's outcome is `outcome` ("cancelled", "lease-lost", "released"). */
 void job_run_stop(JobRun *run, const char *outcome, bool immediately);
 pid_t job_run_pid(const JobRun *run);
+/* Whether no process of the job's own account is left (true when it has none). */
+bool job_run_reaped(const JobRun *run);
 JobRun *job_run_free(JobRun *run);
 DEFINE_TRIVIAL_CLEANUP_FUNC(JobRun *, job_run_free);
 

@@ -17,6 +17,7 @@
 #include "fsutil.h"
 #include "ctl.h"
 #include "job.h"
+#include "jobuid.h"
 #include "keys.h"
 #include "log.h"
 #include "redis.h"
@@ -65,8 +66,17 @@ struct WorkerJob {
         bool lost;        /* lease lost: the result is discarded */
         const char *release; /* give back, not finish, and why (static); NULL: finish */
         bool inflight;    /* finish/release script sent, no answer yet */
+        uint64_t sent;    /* CLOCK_MONOTONIC when the start or finish script in flight was sent */
+        /* Fencing: when the request that last set or extended this job's lease was sent
+         * (CLOCK_MONOTONIC): Redis ran it later, so by its clock the lease lasts at least until
+         * lease_base + lease. The job is stopped before that (fence_deadline). */
+        uint64_t lease_base;
+        uint64_t renew_from; /* the first renewal that includes this job (its seq) */
+        bool fenced;      /* stopped by the fence: recorded as lease-lost */
         unsigned take;    /* jobs the finish in flight takes beyond this job's own slot */
         char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
+        uid_t uid;        /* its own account while it runs (jobuid.h), or 0 */
+        bool uid_clean;   /* no process of uid is left (the run said so) */
         JobFields ready;  /* WJ_READY: what it runs with (copied from the take's reply) */
         LogJob log;
 };
@@ -76,6 +86,7 @@ struct Worker {
         TasadConfig *config;
         QueueConfig *queue;        /* replaced on SIGHUP */
         SandboxHost *host;
+        JobUids *uids;             /* the accounts of running jobs, made when first needed */
         Sandbox *sandbox;          /* the queue's, replaced on SIGHUP */
         int work_dirfd;            /* <work_dir>/<queue> */
         char *name;                /* the queue's name: outlives reloads, jobs' log fields use it */
@@ -92,9 +103,11 @@ struct Worker {
         bool draining, paused, ready_sent, redis_down, leaving, started;
         CtlServer *control;        /* the control socket */
         time_t down_since;
-        uint64_t last_renew_ok, renew_usec, n_done, n_failed;
+        uint64_t renew_usec, n_done, n_failed;
+        uint64_t renew_seq;        /* renewals sent so far */
+        uint64_t take_sent;        /* CLOCK_MONOTONIC when the take in flight was sent */
         uint64_t wall_avg_usec;    /* moving average of the jobs' wall time (0: none ended yet) */
-        sd_event_source *renew_timer, *drain_timer, *status_timer;
+        sd_event_source *renew_timer, *drain_timer, *status_timer, *fence_timer;
         uint64_t status_last;      /* when STATUS= was last sent (CLOCK_MONOTONIC) */
         int devnull_fd;
 };
@@ -103,7 +116,9 @@ static void worker_fetch(Worker *w);
 static int worker_block_conn(Worker *w);
 static void worker_check_drained(Worker *w);
 static void job_send_result(WorkerJob *j);
-static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked);
+static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked,
+                              uint64_t lease_base);
+static void fence_arm(Worker *w);
 
 static uint64_t mono_usec(Worker *w) {
         uint64_t t = 0;
@@ -226,6 +241,10 @@ static int job_workdir_make(WorkerJob *j) {
                 return -ENOMEM;
         }
         name = workdir_name(j);
+        if (j->uid != 0)
+                uid = j->uid, gid = (gid_t) j->uid;
+        else
+                sandbox_job_user(w->sandbox, &uid, &gid);
         if (mkdirat(w->work_dirfd, name, 0700) < 0) {
                 if (errno != EEXIST)
                         return -errno;
@@ -233,7 +252,6 @@ static int job_workdir_make(WorkerJob *j) {
                 if (mkdirat(w->work_dirfd, name, 0700) < 0)
                         return -errno;
         }
-        sandbox_job_user(w->sandbox, &uid, &gid);
         if ((uid != geteuid() || gid != getegid()) &&
             fchownat(w->work_dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
@@ -252,6 +270,42 @@ static void job_workdir_remove(WorkerJob *j) {
         j->workdir = mfree(j->workdir);
 }
 
+/* The job's own account serves the next job once no process of it is left. */
+static void job_uid_put(WorkerJob *j) {
+        int r = 0;
+
+        if (j->uid == 0)
+                return;
+        if (!j->uid_clean)
+                r = job_uid_reap(j->uid);
+        if (r >= 0)
+                job_uids_release(j->worker->uids, j->uid);
+        else
+                log_job_errno(LOG_ERR, r, &j->log, "Could not kill what is left of the job's "
+                              "account %u: %m; it is not used again by this worker.",
+                              (unsigned) j->uid);
+        j->uid = 0;
+}
+
+static int job_uid_get(WorkerJob *j) {
+        Worker *w = j->worker;
+        _cleanup_free_ char *dir = NULL;
+        int r;
+
+        if (!sandbox_job_uids(w->sandbox))
+                return 0;
+        if (!w->uids) {
+                if (asprintf(&dir, "%s/.job-uids", w->config->work_dir) < 0)
+                        return -ENOMEM;
+                r = job_uids_new(dir, w->config->job_uid_first, w->config->job_uid_count,
+                                 &w->uids);
+                if (r < 0)
+                        return r;
+        }
+        j->uid_clean = false;
+        return job_uids_acquire(w->uids, &j->uid);
+}
+
 /* Forgets the job without looking for the next one (the caller does). */
 static void job_drop(WorkerJob *j) {
         Worker *w = j->worker;
@@ -264,6 +318,7 @@ static void job_drop(WorkerJob *j) {
                 j->next->prev = j->prev;
         w->n_jobs--;
         job_run_free(j->run);
+        job_uid_put(j);
         job_workdir_remove(j);
         job_result_free(j->result);
         job_fields_done(&j->ready);
@@ -291,6 +346,7 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
         Worker *w = j->worker;
         unsigned asked = j->take;
         const char *state;
+        uint64_t sent;
 
         j->inflight = false;
         j->take = 0;
@@ -325,8 +381,9 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
         }
         /* The slot is free; the jobs taken in the same step start in it (and in the others
          * reserved for them). */
+        sent = j->sent;
         job_drop(j);
-        worker_take_reply(w, redis_reply_element(reply, 2), asked);
+        worker_take_reply(w, redis_reply_element(reply, 2), asked, sent);
 }
 
 static int job_send_release(WorkerJob *j) {
@@ -389,15 +446,19 @@ static void job_send_result(WorkerJob *j) {
         if (j->state != WJ_FINISHING || j->inflight || !redis_conn_is_up(j->worker->cmd))
                 return;
         r = j->release ? job_send_release(j) : job_send_finish(j);
-        if (r >= 0)
+        if (r >= 0) {
                 j->inflight = true;
+                j->sent = mono_usec(j->worker);
+        }
 }
 
 static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         WorkerJob *j = userdata;
         Worker *w = j->worker;
 
+        j->uid_clean = job_run_reaped(run);
         j->run = job_run_free(run);
+        job_uid_put(j);
         job_workdir_remove(j);
         if (!result || j->lost) {
                 if (j->lost)
@@ -408,6 +469,7 @@ static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         }
         j->result = result;
         j->state = WJ_FINISHING;
+        fence_arm(w);
         /* Weight 1/8, so that a few long jobs switch prefetching off. */
         w->wall_avg_usec = w->wall_avg_usec == 0
                                    ? MAX(result->wall_usec, (uint64_t) 1)
@@ -472,6 +534,10 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
         const char *step = NULL;
         int r;
 
+        /* Written straight into Redis by another producer: it must never become a path. */
+        if (!job_id_is_valid(j->id))
+                return job_fail_early(j, "invalid", -1, "the job's id is not a valid id "
+                                      "([A-Za-z0-9_.:-]{1,64}, not starting with '.' or '-')");
         r = job_args_decode(a ? a : "", args_len, q->max_args, q->max_arg_len, &args, &n_args);
         if (r >= 0)
                 r = args_validate(q, args, n_args, &error);
@@ -483,6 +549,10 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
                 timeout = MIN(timeout, job_timeout);
         r = job_build_env(j, &env);
         if (r >= 0) {
+                step = "take an account of its own (job_uid_first, job_uid_count)";
+                r = job_uid_get(j);
+        }
+        if (r >= 0) {
                 step = "make the job's directory";
                 r = job_workdir_make(j);
                 if (r >= 0)
@@ -493,10 +563,13 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
                         .argv = argv, .envp = env, .payload = (const uint8_t *) payload,
                         .payload_len = payload ? payload_len : 0, .timeout_usec = timeout,
                         .kill_grace_usec = q->kill_grace_usec, .max_output = q->max_output,
-                        .devnull_fd = w->devnull_fd, .cwd = j->workdir, .sandbox = w->sandbox },
+                        .devnull_fd = w->devnull_fd, .cwd = j->workdir, .sandbox = w->sandbox,
+                        .job_uid = j->uid },
                         on_job_done, j, &j->run, &step);
         if (r < 0) {
                 job_workdir_remove(j);
+                j->uid_clean = true; /* nothing ran under it */
+                job_uid_put(j);
                 log_job_errno(LOG_ERR, r, &j->log, "Failed to start %s (%s): %m", argv[0],
                               step ? step : "set-up");
                 if (asprintf(&detail, "cannot execute %s: %s: %s", argv[0], step ? step : "set-up",
@@ -548,6 +621,13 @@ static int job_fields_dup(JobFields *dst, const JobFields *src) {
         return 0;
 }
 
+/* The lease of j was set by a request sent at `base`; renewals sent from now on extend it. */
+static void job_set_lease(WorkerJob *j, uint64_t base) {
+        j->lease_base = base;
+        j->renew_from = j->worker->renew_seq + 1;
+        fence_arm(j->worker);
+}
+
 /* The attempt the script leased: element i of reply. */
 static void job_set_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
         long long attempt = 0;
@@ -559,11 +639,13 @@ static void job_set_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
 
 /* The attempt the script leased is element i of reply, its args, payload and timeout follow.
  * It starts now if a process slot is free, else it waits here (WJ_READY) for one. */
-static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i) {
+static void job_start_attempt(WorkerJob *j, const redisReply *reply, size_t i,
+                              uint64_t lease_base) {
         Worker *w = j->worker;
         JobFields f = job_fields_view(reply, i + 1);
 
         job_set_attempt(j, reply, i);
+        job_set_lease(j, lease_base);
         /* The others: j itself is starting. */
         if (worker_running(w) - (j->state == WJ_STARTING) < w->queue->concurrency)
                 return job_launch(j, &f);
@@ -625,7 +707,7 @@ static void on_start_reply(RedisConn *c, const redisReply *reply, int error, voi
                 job_free(j);
                 return;
         }
-        job_start_attempt(j, reply, 1);
+        job_start_attempt(j, reply, 1, j->sent);
 }
 
 static int job_send_start(WorkerJob *j) {
@@ -642,6 +724,7 @@ static int job_send_start(WorkerJob *j) {
         snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
         snprintf(retention, sizeof(retention), "%" PRIu64,
                  tasad_config_retention_sec(w->config));
+        j->sent = mono_usec(w);
         return redis_script(w->cmd, SCRIPT_START, on_start_reply, j, 6, ELEMENTSOF(argv), argv,
                             NULL);
 }
@@ -664,7 +747,8 @@ static void on_blmove_reply(RedisConn *c, const redisReply *reply, int error, vo
 }
 
 /* The jobs a take (or a finish) brought: `asked` jobs were asked for (0: none). */
-static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked) {
+static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked,
+                              uint64_t lease_base) {
         size_t got = list && list->type == REDIS_REPLY_ARRAY ? list->elements / TAKE_FIELDS : 0;
 
         if (asked > 0)
@@ -680,7 +764,7 @@ static void worker_take_reply(Worker *w, const redisReply *list, unsigned asked)
                         continue;
                 }
                 if (!w->draining && !w->paused) {
-                        job_start_attempt(j, list, i * TAKE_FIELDS + 1);
+                        job_start_attempt(j, list, i * TAKE_FIELDS + 1, lease_base);
                         continue;
                 }
                 /* Taken while pausing or draining: back to the queue at once, without counting
@@ -708,7 +792,7 @@ static void on_take_reply(RedisConn *c, const redisReply *reply, int error, void
                 w->ready_empty = true;
                 reply = NULL;
         }
-        worker_take_reply(w, reply, asked);
+        worker_take_reply(w, reply, asked, w->take_sent);
 }
 
 static int worker_send_take(Worker *w, unsigned n) {
@@ -724,6 +808,7 @@ static int worker_send_take(Worker *w, unsigned n) {
         snprintf(count, sizeof(count), "%u", n);
         r = redis_script(w->cmd, SCRIPT_TAKE, on_take_reply, w, 5, ELEMENTSOF(argv), argv, NULL);
         if (r >= 0) {
+                w->take_sent = mono_usec(w);
                 w->taking = true;
                 w->take_n = n;
                 w->reserved += n;
@@ -746,22 +831,80 @@ static void worker_fetch(Worker *w) {
                 return;
         if (redis_command_argv(w->block, on_blmove_reply, w, 6,
                                (const char *[]){ "BLMOVE", w->keys->ready, w->proc_key, "RIGHT",
-                                                 "LEFT", "0" }, NULL) >= 0)
+                                                 "LEFT", STRINGIFY(FETCH_BLOCK_SEC) }, NULL) >= 0)
                 w->fetching = true;
 }
 
-/* --- leases --------------------------------------------------------------------------------- */
+/* --- leases and the fence ---------------------------------------------------------------------
+ * Every lease is renewed every renew_interval() (at most lease/3, at most 1 s). Redis sets a
+ * lease to its own now + lease when it runs the request, which is after the worker sent it:
+ * so by Redis' clock a lease lasts at least until (when the worker sent the request that last
+ * set or extended it) + lease. The fence stops a running job fence_margin() before that, by the
+ * worker's monotonic clock, when no renewal came back meanwhile: a partitioned worker or one
+ * cut off by a Redis outage has stopped its job before the scheduler can hand it to another.
+ * The margin covers clock-rate differences, timer slack and the kill itself. */
 
-static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
-        Worker *w = userdata;
-        const redisReply *lost = redis_reply_element(reply, 0),
-                         *cancel = redis_reply_element(reply, 1);
+static uint64_t fence_margin(const Worker *w) {
+        return MAX(w->queue->lease_usec / 20, 200 * USEC_PER_MSEC);
+}
 
-        if (error < 0 || !lost || !cancel)
+static uint64_t fence_deadline(const Worker *w, const WorkerJob *j) {
+        uint64_t lease = w->queue->lease_usec, m = fence_margin(w);
+
+        return j->lease_base + (lease > m ? lease - m : 0);
+}
+
+/* Jobs that hold a lease and a process slot or a ready slot: what the fence watches. */
+static bool job_fenceable(const WorkerJob *j) {
+        return !j->fenced && !j->lost && j->lease_base > 0 &&
+               (j->run || j->state == WJ_READY);
+}
+
+static void fence_arm(Worker *w) {
+        uint64_t next = UINT64_MAX;
+
+        if (!w->fence_timer)
                 return;
-        w->last_renew_ok = mono_usec(w);
-        /* A successful round trip of the main loop: the watchdog may be fed. */
-        sd_notify(false, "WATCHDOG=1");
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (job_fenceable(j))
+                        next = MIN(next, fence_deadline(w, j));
+        if (next == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(w->fence_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(w->fence_timer, next);
+        (void) sd_event_source_set_enabled(w->fence_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_fence(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+        uint64_t now = mono_usec(w);
+
+        for (WorkerJob *j = w->jobs, *next; j; j = next) {
+                next = j->next;
+                if (!job_fenceable(j) || fence_deadline(w, j) > now)
+                        continue;
+                log_job(LOG_WARNING, &j->log, "No lease renewal came back for %" PRIu64 " ms: "
+                        "stopping the job before its lease can expire in Redis (lease-lost).",
+                        (now - j->lease_base) / USEC_PER_MSEC);
+                if (j->run) {
+                        j->fenced = true;
+                        job_run_stop(j->run, "lease-lost", true);
+                } else /* ready: its lease expires and the scheduler requeues it */
+                        job_drop(j);
+        }
+        fence_arm(w);
+        worker_fetch(w);
+        worker_check_drained(w);
+        return 0;
+}
+
+typedef struct RenewCall {
+        Worker *worker;
+        uint64_t seq, sent;
+} RenewCall;
+
+static void renew_lost(Worker *w, const redisReply *lost) {
         for (WorkerJob *j = w->jobs, *next; j; j = next) {
                 next = j->next;
                 for (size_t i = 0; i < lost->elements; i++)
@@ -775,6 +918,9 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
                                 break; /* j may be gone */
                         }
         }
+}
+
+static void renew_cancel(Worker *w, const redisReply *cancel) {
         for (WorkerJob *j = w->jobs, *next; j; j = next) {
                 next = j->next;
                 for (size_t i = 0; i < cancel->elements; i++)
@@ -790,15 +936,44 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
         }
 }
 
+static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        _cleanup_free_ RenewCall *call = userdata;
+        Worker *w = call->worker;
+        const redisReply *lost = redis_reply_element(reply, 0),
+                         *cancel = redis_reply_element(reply, 1);
+
+        if (error < 0 || !lost || !cancel || lost->type != REDIS_REPLY_ARRAY ||
+            cancel->type != REDIS_REPLY_ARRAY)
+                return;
+        for (size_t i = 0; i < lost->elements; i++)
+                if (!redis_reply_string(lost->element[i], NULL))
+                        return;
+        for (size_t i = 0; i < cancel->elements; i++)
+                if (!redis_reply_string(cancel->element[i], NULL))
+                        return;
+        /* A successful round trip of the main loop: the watchdog may be fed. */
+        sd_notify(false, "WATCHDOG=1");
+        /* Every job this renewal included and did not report lost holds its lease until at
+         * least call->sent + lease by Redis' clock. */
+        for (WorkerJob *j = w->jobs; j; j = j->next)
+                if (j->renew_from <= call->seq && j->state != WJ_STARTING)
+                        j->lease_base = MAX(j->lease_base, call->sent);
+        renew_lost(w, lost);
+        renew_cancel(w, cancel);
+        fence_arm(w);
+}
+
 static void worker_renew(Worker *w) {
         _cleanup_free_ const char **argv = NULL;
+        _cleanup_free_ RenewCall *call = NULL;
         char lease[24];
         size_t n = 0, k = 0;
 
         for (WorkerJob *j = w->jobs; j; j = j->next)
                 n += j->state != WJ_STARTING;
         argv = calloc(2 + 3 * n + 2, sizeof(char *));
-        if (!argv)
+        call = malloc(sizeof(RenewCall));
+        if (!argv || !call)
                 return (void) log_oom();
         snprintf(lease, sizeof(lease), "%" PRIu64, w->queue->lease_usec / USEC_PER_MSEC);
         argv[k++] = w->keys->leases;
@@ -813,20 +988,12 @@ static void worker_renew(Worker *w) {
                         argv[k++] = j->id;
                         argv[k++] = j->attempt;
                 }
-        (void) redis_script(w->cmd, SCRIPT_RENEW, on_renew_reply, w, (int) (2 + n), (int) k,
-                            argv, NULL);
-}
-
-/* Without a successful renewal for a whole lease, other workers may already run our jobs:
- * stop them rather than run them twice. */
-static void worker_expire_local_leases(Worker *w) {
-        if (w->last_renew_ok == 0 || mono_usec(w) < w->last_renew_ok + w->queue->lease_usec)
+        *call = (RenewCall){ .worker = w, .seq = w->renew_seq + 1, .sent = mono_usec(w) };
+        if (redis_script(w->cmd, SCRIPT_RENEW, on_renew_reply, call, (int) (2 + n), (int) k, argv,
+                         NULL) < 0)
                 return;
-        for (WorkerJob *j = w->jobs; j; j = j->next)
-                if (j->run && !j->lost) {
-                        j->lost = true;
-                        job_run_stop(j->run, "lease-lost", true);
-                }
+        w->renew_seq++;
+        call = NULL; /* on_renew_reply owns it */
 }
 
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -839,7 +1006,6 @@ static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                         job_send_result(j);
                 }
         }
-        worker_expire_local_leases(w);
         (void) sd_event_source_set_time_relative(s, w->renew_usec);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
@@ -876,11 +1042,12 @@ static void on_redis_state(RedisConn *c, bool up, int error, void *userdata) {
                 /* Once per outage, not once per retry. */
                 w->redis_down = true;
                 w->down_since = time(NULL);
-                log_warning_errno(error, "Redis at %s is unreachable (%s connection): %m; "
-                                  "running jobs continue, reconnecting with backoff.",
+                log_warning_errno(error, "Redis at %s is unreachable (%s connection): %s; "
+                                  "running jobs continue until their leases would expire, "
+                                  "reconnecting with backoff.",
                                   w->config->redis.unix_path ? w->config->redis.unix_path
                                                              : w->config->redis.host,
-                                  redis_conn_name(c));
+                                  redis_conn_name(c), redis_conn_error_text(c, error));
         } else if (up && all_up && w->redis_down) {
                 w->redis_down = false;
                 log_info("Redis is reachable again after %lds.", (long) (time(NULL) - w->down_since));
@@ -1015,9 +1182,10 @@ json_t *worker_status_json(const Worker *w) {
         return o;
 }
 
-/* Leases are renewed every lease/3, and often enough to feed the watchdog. */
+/* Leases are renewed every lease/3 but at least every second (the more often, the longer an
+ * outage the fence tolerates: docs/protocol.md), and often enough to feed the watchdog. */
 static uint64_t renew_interval(const Worker *w) {
-        uint64_t wd = 0, u = w->queue->lease_usec / 3;
+        uint64_t wd = 0, u = MIN(w->queue->lease_usec / 3, USEC_PER_SEC);
 
         if (sd_watchdog_enabled(false, &wd) > 0)
                 u = MIN(u, wd / 3);
@@ -1074,8 +1242,35 @@ int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig 
         return 0;
 }
 
+char *worker_describe_accounts(const TasadConfig *config, const QueueConfig *queue,
+                               const Sandbox *sandbox) {
+        uid_t uid;
+        gid_t gid;
+        char *s;
+
+        if (sandbox_job_uids(sandbox)) {
+                if (asprintf(&s, "every running job has an account of its own (UIDs %u-%u, "
+                             "job_uid_first and job_uid_count): jobs cannot see or signal each "
+                             "other, and nothing a job started outlives it",
+                             config->job_uid_first,
+                             config->job_uid_first + config->job_uid_count - 1) < 0)
+                        return NULL;
+                return s;
+        }
+        sandbox_job_user(sandbox, &uid, &gid);
+        if (asprintf(&s, "jobs share the account %s%s%s(uid %u): jobs of this account can read "
+                     "each other's /proc files and signal each other, and a process a job leaves "
+                     "outside its process group is not killed when it ends (remove `user` from "
+                     "the queue and run the worker as root to give every job its own account)",
+                     queue->user ? "\"" : "", queue->user ? queue->user : "",
+                     queue->user ? "\" " : "", (unsigned) uid) < 0)
+                return NULL;
+        return s;
+}
+
 int worker_load_sandbox(SandboxHost *host, const TasadConfig *config, const QueueConfig *queue,
                         Sandbox **ret) {
+        _cleanup_free_ char *accounts = NULL;
         _cleanup_free_ char *error = NULL;
         Sandbox *s;
         int r;
@@ -1086,6 +1281,9 @@ int worker_load_sandbox(SandboxHost *host, const TasadConfig *config, const Queu
                                        queue->name, error ? error : strerror(-r));
         for (char *const *w = sandbox_warnings(s); *w; w++)
                 log_warning("Queue '%s': %s.", queue->name, *w);
+        accounts = worker_describe_accounts(config, queue, s);
+        log_full(sandbox_job_uids(s) ? LOG_INFO : LOG_NOTICE, "Queue '%s': %s.", queue->name,
+                 accounts ? accounts : "?");
         *ret = s;
         return 0;
 }
@@ -1129,6 +1327,15 @@ static int worker_add_sources(Worker *w) {
                 r = sd_event_add_time(w->event, &w->status_timer, CLOCK_MONOTONIC, 0, 0,
                                       on_status, w);
         if (r >= 0)
+                r = sd_event_add_time(w->event, &w->fence_timer, CLOCK_MONOTONIC, 0,
+                                      USEC_PER_MSEC, on_fence, w);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(w->fence_timer, SD_EVENT_OFF);
+        if (r >= 0)
+                /* Before anything else due at the same time: a job past its fence must not
+                 * wait behind other work. */
+                r = sd_event_source_set_priority(w->fence_timer, SD_EVENT_PRIORITY_IMPORTANT);
+        if (r >= 0)
                 r = sd_event_add_signal(w->event, NULL, SIGTERM, on_sigterm, w);
         if (r >= 0)
                 r = sd_event_add_signal(w->event, NULL, SIGINT, on_sigterm, w);
@@ -1169,7 +1376,8 @@ int worker_new(sd_event *e, TasadConfig *config, QueueConfig *queue, Worker **re
                 r = redis_conn_new(e, &config->redis, "command", &w->cmd);
         if (r < 0)
                 return r;
-        redis_conn_set_timeout(w->cmd, config->redis_timeout_usec);
+        /* A reply that takes half a lease means a dead connection: drop it and reconnect. */
+        redis_conn_set_timeout(w->cmd, MIN(config->redis_timeout_usec, queue->lease_usec / 2));
         redis_conn_set_state_callback(w->cmd, on_redis_state, w);
         r = worker_block_conn(w);
         if (r >= 0)
@@ -1186,7 +1394,8 @@ static int worker_block_conn(Worker *w) {
 
         if (r < 0)
                 return r;
-        redis_conn_set_timeout(w->block, 0); /* only BLMOVE ... 0, which may block forever */
+        /* Only BLMOVE, which blocks for FETCH_BLOCK_SEC at most. */
+        redis_conn_set_timeout(w->block, FETCH_BLOCK_SEC * USEC_PER_SEC + w->config->redis_timeout_usec);
         redis_conn_set_state_callback(w->block, on_redis_state, w);
         return w->started ? redis_conn_start(w->block) : 0;
 }
@@ -1210,26 +1419,21 @@ int worker_start(Worker *w) {
 Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
-        while (w->jobs) {
-                WorkerJob *j = w->jobs;
-                w->jobs = j->next;
-                job_run_free(j->run);
-                job_workdir_remove(j);
-                job_result_free(j->result);
-                free(j->id);
-                free(j->key);
-                free(j);
-        }
+        /* Also what jobs taken ahead hold (job_drop frees it all). */
+        while (w->jobs)
+                job_drop(w->jobs);
         w->control = ctl_server_free(w->control);
         w->cmd = redis_conn_free(w->cmd);
         w->block = redis_conn_free(w->block);
         sd_event_source_disable_unref(w->renew_timer);
         sd_event_source_disable_unref(w->drain_timer);
         sd_event_source_disable_unref(w->status_timer);
+        sd_event_source_disable_unref(w->fence_timer);
         queue_keys_free(w->keys);
         queue_config_free(w->queue);
         sandbox_free(w->sandbox);
         sandbox_host_free(w->host);
+        job_uids_free(w->uids);
         tasad_config_free(w->config);
         safe_close(w->devnull_fd);
         safe_close(w->work_dirfd);

@@ -36,6 +36,10 @@ void worker_drain(Worker *w);
 
 /* Loads <queues_dir>/<queue>.conf for the worker of `queue`. Logs what is wrong. */
 int worker_load_queue(const TasadConfig *config, const char *queue, QueueConfig **ret);
+/* One sentence for --check-config and the log: which accounts the queue's jobs run under and
+ * what that means for their isolation. NULL when out of memory. */
+char *worker_describe_accounts(const TasadConfig *config, const QueueConfig *queue,
+                               const Sandbox *sandbox);
 /* Loads and compiles the queue's sandbox (policy, limits, namespaces). Logs what is wrong and
  * the layers dropped under allow_degraded. */
 int worker_load_sandbox(SandboxHost *host, const TasadConfig *config, const QueueConfig *queue,

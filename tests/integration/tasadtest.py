@@ -464,6 +464,8 @@ class Env:
         self.daemons: list[Daemon] = []
         self.conf = self.write_conf()
         self.failed = False
+        self.cleanups: list[Callable[[], None]] = []
+        self.net_hosts = 0
 
     # --- binaries -----------------------------------------------------------------------
     @staticmethod
@@ -479,9 +481,16 @@ class Env:
         return e
 
     # --- Redis --------------------------------------------------------------------------
-    def start_redis(self, timeout: float = 20, socket_perm: str = "700") -> None:
+    def start_redis(self, timeout: float = 20, socket_perm: str = "700",
+                    tcp: tuple[str, int] | None = None) -> None:
+        """tcp: (address, port) to listen on besides the Unix socket (kept across restarts)."""
         check(self.redis is None or self.redis.poll() is not None, "redis already running")
-        argv = [REDIS_SERVER, "--port", "0", "--unixsocket", str(self.redis_sock),
+        if tcp is not None:
+            self.redis_tcp = tcp
+        tcp = getattr(self, "redis_tcp", None)
+        listen = (["--port", str(tcp[1]), "--bind", tcp[0], "--protected-mode", "no"] if tcp
+                  else ["--port", "0"])
+        argv = [REDIS_SERVER, *listen, "--unixsocket", str(self.redis_sock),
                 "--unixsocketperm", socket_perm, "--dir", str(self.redis_dir), "--appendonly", "yes",
                 "--save", "", "--daemonize", "no", "--logfile", str(self.redis_log)]
         self.redis = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -575,7 +584,7 @@ class Env:
             self.queue_defs[name] = (command, dict(keys))
         return p
 
-    def worker_conf(self, name: str, queue: str) -> tuple[Path, Path]:
+    def worker_conf(self, name: str, queue: str, **conf_overrides) -> tuple[Path, Path]:
         """A tasad.conf for one worker "host": its own worker_socket_dir and its own queues_dir
         holding a copy of the queue whose jobs also see TASAD_IT_WORKER=<name>, so a test can
         tell which worker ran a job. Redis, prefix and the daemons' sockets are shared, as for a
@@ -588,7 +597,7 @@ class Env:
         self.write_queue(queue, command, queues_dir=qd, **keys)
         sd = self.run_dir / f"w-{name}"
         conf = self.write_conf(self.tmp / f"tasad-{name}.conf", queues_dir=str(qd),
-                               worker_socket_dir=str(sd))
+                               worker_socket_dir=str(sd), **conf_overrides)
         return conf, sd
 
     def write_mark_queue(self, name: str, **keys) -> Path:
@@ -632,11 +641,12 @@ class Env:
 
     def start_worker(self, queue: str, name: str = "worker", extra_env: dict | None = None,
                      ready: bool = True, wrapper: list[str] | None = None,
-                     pass_fds: tuple = ()) -> Daemon:
+                     pass_fds: tuple = (), conf_overrides: dict | None = None) -> Daemon:
         """A worker of queue with its own configuration (see worker_conf); wrapper: a command
-        line the worker's is appended to (setpriv, unshare …); pass_fds: descriptors the worker
-        inherits (without O_CLOEXEC)."""
-        conf, sd = self.worker_conf(name, queue)
+        line the worker's is appended to (setpriv, unshare, ip netns exec …); pass_fds:
+        descriptors the worker inherits (without O_CLOEXEC); conf_overrides: keys of its
+        tasad.conf (e.g. another redis URL)."""
+        conf, sd = self.worker_conf(name, queue, **(conf_overrides or {}))
 
         def socket_open():
             return sd.is_dir() and any(p.is_socket() for p in sd.iterdir())
@@ -790,6 +800,15 @@ class Env:
         print(self._tail(self.redis_log, 20))
         print("---- end of diagnostics ----", flush=True)
 
+    def net_host(self) -> "NetHost":
+        """A second "host": a network namespace joined to this one by a veth pair, removed when
+        the test ends. Its processes reach this host at .host_ip; cut() drops every packet
+        both ways without resetting anything (as a pulled cable does), heal() undoes it."""
+        self.net_hosts += 1
+        h = NetHost(self.net_hosts)
+        self.cleanups.append(h.remove)
+        return h
+
     def close(self) -> None:
         for d in reversed(self.daemons):
             try:
@@ -798,6 +817,11 @@ class Env:
                 print(f"  warning: stopping {d.name}: {e!r}")
         if self.redis is not None:
             stop_process(self.redis, timeout=10)
+        for c in reversed(self.cleanups):
+            try:
+                c()
+            except Exception as e:  # noqa: BLE001
+                print(f"  warning: cleanup: {e!r}")
         leaked = self.kill_leaked_jobs()
         if leaked:
             print(f"  note: killed {len(leaked)} job process(es) left behind after the daemons "
@@ -806,6 +830,73 @@ class Env:
             print(f"  kept {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class NetHost:
+    """A network namespace with a veth pair to the test's own namespace, on a /30 of 10.x/8
+    derived from the test's pid (nothing leaves this machine)."""
+
+    def __init__(self, n: int):
+        if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
+            raise SkipTest("network namespaces need root, ip and tc")
+        pid = os.getpid()
+        self.ns = f"tasadit-{pid}-{n}"
+        self.veth_host, self.veth_ns = f"tv{pid % 100000}h{n}", f"tv{pid % 100000}n{n}"
+        net = f"10.{200 + (pid >> 8) % 50}.{pid & 255}"
+        base = 4 * (n % 64)
+        self.host_ip, self.ns_ip = f"{net}.{base + 1}", f"{net}.{base + 2}"
+        self.created = False
+        try:
+            self._setup()
+        except BaseException:
+            self.remove()
+            raise
+        self.is_cut = False
+        log(f"net host {self.ns}: {self.ns_ip} <-> {self.host_ip}")
+
+    def _setup(self) -> None:
+        self._ip("netns", "add", self.ns)
+        self.created = True
+        self._ip("link", "add", self.veth_host, "type", "veth", "peer", "name", self.veth_ns)
+        self._ip("link", "set", self.veth_ns, "netns", self.ns)
+        self._ip("addr", "add", f"{self.host_ip}/30", "dev", self.veth_host)
+        self._ip("link", "set", self.veth_host, "up")
+        self._ip("-n", self.ns, "addr", "add", f"{self.ns_ip}/30", "dev", self.veth_ns)
+        self._ip("-n", self.ns, "link", "set", self.veth_ns, "up")
+        self._ip("-n", self.ns, "link", "set", "lo", "up")
+
+    @staticmethod
+    def _run(*argv: str) -> None:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+    def _ip(self, *args: str) -> None:
+        self._run("ip", *args)
+
+    def wrapper(self) -> list[str]:
+        return ["ip", "netns", "exec", self.ns]
+
+    def cut(self) -> None:
+        """A pfifo queue of length 0 on both ends: every packet is dropped silently."""
+        self._run("tc", "qdisc", "add", "dev", self.veth_host, "root", "pfifo", "limit", "0")
+        self._run("ip", "netns", "exec", self.ns, "tc", "qdisc", "add", "dev", self.veth_ns,
+                  "root", "pfifo", "limit", "0")
+        self.is_cut = True
+        log(f"net host {self.ns}: cut")
+
+    def heal(self) -> None:
+        self._run("tc", "qdisc", "del", "dev", self.veth_host, "root")
+        self._run("ip", "netns", "exec", self.ns, "tc", "qdisc", "del", "dev", self.veth_ns, "root")
+        self.is_cut = False
+        log(f"net host {self.ns}: healed")
+
+    def remove(self) -> None:
+        if not self.created:
+            return
+        subprocess.run(["ip", "link", "del", self.veth_host], capture_output=True, timeout=20)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, timeout=20)
+        self.created = False
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 """The worker's control socket (<worker_socket_dir>/<queue>.sock) through tasactl: status shows
 the running jobs; pause stops taking jobs while running ones go on; resume takes them again;
 drain finishes the running job and exits 0. A user who is neither root nor the worker's user
-may read but not change (403)."""
+may read but not change (403). A second worker on the same socket is refused."""
 
 import json
 import os
@@ -75,6 +75,21 @@ def test_permissions_and_errors(env):
     check("cannot reach tasad-worker@nosuchqueue" in err, f"error without a worker: {err!r}")
     rc, out, err = env.tasactl("worker", "frobnicate", "ctl")
     eq(rc, 2, "tasactl worker with an unknown command")
+
+
+def test_second_worker_refused(env):
+    """a second worker of the queue on the same worker_socket_dir refuses to start and says
+    why; the first keeps its control socket"""
+    env.write_mark_queue("ctl", concurrency=1, timeout="60s")
+    stack = env.start_stack("ctl")
+    w = stack["ctl"]
+    second = env._start("second", "worker", ["ctl"], w.conf, None, lambda: False)
+    rc = second.wait_exit(20)
+    check(rc != 0, "the second worker exited 0")
+    check("Another process serves the control socket" in second.log_text(),
+          f"the second worker did not say why: {second.log_text()[-400:]}")
+    eq(worker_status(env, w)["state"], "running", "the first worker's status")
+    w.check_alive("after a second worker was refused")
 
 
 if __name__ == "__main__":

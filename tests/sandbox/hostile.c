@@ -21,6 +21,12 @@
  *   ns [S]      prints its uid, gid, cwd and namespace links (net, ipc, mnt, user), then
  *               sleeps S seconds (so that two jobs overlap)
  *   tmp F       creates /tmp/F and prints "created"
+ *   victim S    reads its payload (stdin) into memory, sleeps S seconds, prints the payload
+ *               as it is then in memory (a spy that wrote to /proc/PID/mem would show)
+ *   spy PID     tries the victim's /proc/PID/{environ,fd/0,mem,cwd} and kill(PID, 0), then
+ *               kill(-1, SIGKILL); prints one line per attempt: "NAME ok" or "NAME denied: E"
+ *   orphan S W  leaves a grandchild (own session, named "tasad-orphan") that sleeps S seconds,
+ *               then sleeps W seconds itself
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -37,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -218,6 +225,73 @@ static int do_tmp(int argc, char **argv) {
         return 0;
 }
 
+static int do_victim(int argc, char **argv) {
+        static char payload[256];
+        ssize_t n = read(0, payload, sizeof(payload) - 1);
+
+        payload[n < 0 ? 0 : n] = '\0';
+        sleep(argc > 2 ? (unsigned) atoi(argv[2]) : 10);
+        printf("%s\n", payload);
+        return 0;
+}
+
+static void attempt(const char *name, int r) {
+        if (r >= 0)
+                printf("%s ok\n", name);
+        else
+                printf("%s denied: %s\n", name, strerror(errno));
+}
+
+static int try_open(const char *pid, const char *file, int flags) {
+        char path[128];
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%s/%s", pid, file);
+        fd = open(path, flags | O_CLOEXEC);
+        if (fd >= 0 && (flags & O_DIRECTORY) == 0) {
+                char c;
+                if (read(fd, &c, 1) < 0 && (flags & O_ACCMODE) == O_RDONLY) {
+                        close(fd);
+                        return -1;
+                }
+        }
+        if (fd >= 0)
+                close(fd);
+        return fd < 0 ? -1 : 0;
+}
+
+static int do_spy(int argc, char **argv) {
+        if (argc < 3)
+                return 64;
+        attempt("environ", try_open(argv[2], "environ", O_RDONLY));
+        attempt("stdin", try_open(argv[2], "fd/0", O_RDONLY));
+        attempt("mem", try_open(argv[2], "mem", O_RDWR));
+        attempt("cwd", try_open(argv[2], "cwd/", O_RDONLY | O_DIRECTORY));
+        attempt("signal", kill((pid_t) atoi(argv[2]), 0));
+        attempt("kill-all", kill(-1, SIGKILL));
+        return 0;
+}
+
+static int do_orphan(int argc, char **argv) {
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return report("fork", -1);
+        if (pid == 0) {
+                setsid();
+                if (fork() == 0) {
+                        prctl(PR_SET_NAME, "tasad-orphan");
+                        sleep(argc > 2 ? (unsigned) atoi(argv[2]) : 60);
+                        _exit(0);
+                }
+                _exit(0);
+        }
+        waitpid(pid, NULL, 0);
+        printf("left an orphan\n");
+        sleep(argc > 3 ? (unsigned) atoi(argv[3]) : 0);
+        return 0;
+}
+
 static int do_ok(int argc, char **argv) {
         printf("ok\n");
         return 0;
@@ -233,6 +307,7 @@ static const struct {
         { "connect", do_connect }, { "forkbomb", do_forkbomb }, { "alloc", do_alloc },
         { "fsize", do_fsize },     { "cpu", do_cpu },       { "fds", do_fds },
         { "env", do_env },         { "ns", do_ns },         { "tmp", do_tmp },
+        { "victim", do_victim },   { "spy", do_spy },       { "orphan", do_orphan },
 };
 
 int main(int argc, char **argv) {

@@ -768,6 +768,39 @@ START_TEST(test_id_valid) {
 }
 END_TEST
 
+/* Ids as Redis returns them: a length and bytes that may hold NUL or '/'. */
+START_TEST(test_id_valid_n) {
+        _cleanup_free_ char *id64 = repeat('x', 64), *id65 = repeat('x', 65);
+        static const struct {
+                const char *s;
+                size_t len;
+                bool ok;
+        } cases[] = {
+                { "abc", 3, true },          { "01hx3k9q2m7v8w4t5r6s", 20, true },
+                { "abc", 2, true },          /* the first two bytes only */
+                { "a\0b", 3, false },        /* a NUL inside: strlen() would see "a" */
+                { "a/b", 3, false },         { "../x", 4, false },
+                { "..", 2, false },          { ".", 1, false },
+                { "", 0, false },            { "abc", 0, false },
+                { "-x", 2, false },          { "x\n", 2, false },
+                { "a b", 3, false },         { "x\xff", 2, false },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                ck_assert_msg(job_id_is_valid_n(cases[i].s, cases[i].len) == cases[i].ok,
+                              "case %zu", i);
+        ck_assert(job_id_is_valid_n(id64, 64));
+        ck_assert(!job_id_is_valid_n(id65, 65));
+        ck_assert(!job_id_is_valid_n(NULL, 3));
+        /* Generated ids pass both. */
+        for (int i = 0; i < 100; i++) {
+                char id[21];
+                ck_assert_int_eq(job_id_generate(id), 0);
+                ck_assert(job_id_is_valid_n(id, 20));
+        }
+}
+END_TEST
+
 /* ---- result as JSON ---- */
 
 static char *dump(json_t *j) {
@@ -890,6 +923,7 @@ static Suite *job_suite(void) {
         tcase_add_test(tc, test_id_monotonic);
         tcase_add_test(tc, test_id_unique);
         tcase_add_test(tc, test_id_valid);
+        tcase_add_test(tc, test_id_valid_n);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("result");

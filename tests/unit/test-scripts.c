@@ -400,7 +400,7 @@ static redisReply *cancel(const char *id) {
 static redisReply *reap(const char *max_redeliveries) {
         return SCRIPT(SCRIPT_REAP, 6, k->leases, k->workers, k->ready, k->dead, k->done,
                       k->stats, k->job_prefix, k->proc_prefix, max_redeliveries, "100", RETENTION,
-                      k->batch_prefix);
+                      k->batch_prefix, STRINGIFY(REAP_WORKER_GRACE_MS));
 }
 
 static redisReply *promote(const char *limit) {
@@ -1006,6 +1006,28 @@ START_TEST(test_reap_dead_worker) {
 }
 END_TEST
 
+/* A host that lost power while its worker waited in BLMOVE: Redis serves the dead
+ * connection's BLMOVE after the worker's liveness expired. Its proc list is still swept while
+ * the worker is within the grace, and the worker is forgotten only after it. */
+START_TEST(test_reap_vanished_fetcher) {
+        char score[32];
+
+        snprintf(score, sizeof(score), "%lld", redis_now() - 1);
+        CMD_OK("ZADD", k->workers, score, W9);
+        ck_assert_str_eq(rendered(reap("1")), "[0,0,0]");
+        ck_assert_int_gt(zscore(k->workers, W9), 0); /* within the grace: not forgotten */
+        submit("late", "");
+        take(W9, "late"); /* what the blocked BLMOVE does after the reaper saw W9 dead */
+        ck_assert_str_eq(rendered(reap("1")), "[1,0,0]");
+        ck_assert_str_eq(list(k->ready), "late");
+        ck_assert_int_eq(CMD_INT("EXISTS", pkey(W9)), 0);
+        snprintf(score, sizeof(score), "%lld", redis_now() - REAP_WORKER_GRACE_MS - 1);
+        CMD_OK("ZADD", k->workers, score, W9);
+        ck_assert_str_eq(rendered(reap("1")), "[0,0,1]");
+        ck_assert_int_eq(zscore(k->workers, W9), -1);
+}
+END_TEST
+
 START_TEST(test_reap_not_running) {
         const char *before;
 
@@ -1217,6 +1239,111 @@ START_TEST(test_requeue_not_dead) {
 }
 END_TEST
 
+/* A requeued job's next attempt is gathered afresh: nothing says its last one was. */
+START_TEST(test_requeue_forgets_gathered) {
+        submit("j1", "");
+        run(W1, "j1", "1");
+        ck_assert_str_eq(rendered(finish_full("j1", W1, "1", "exit:3", "3", "0", "3", "1000",
+                                              "60000")),
+                         "[\"failed\",0,[]]");
+        /* As tasad-results leaves a gathered record. */
+        CMD_OK("HSET", jkey("j1"), "gathered", "1", "out_len", "4", "err_len", "0",
+               "gather_error", "x");
+        CMD_OK("HDEL", jkey("j1"), "out", "err");
+        ck_assert_str_eq(rendered(requeue("j1")), "[\"queued\"]");
+        for (size_t i = 0; i < 4; i++)
+                ck_assert_int_eq(CMD_INT("HEXISTS", jkey("j1"),
+                                         STRV("gathered", "out_len", "err_len", "gather_error")[i]), 0);
+}
+END_TEST
+
+/* --- trim ----------------------------------------------------------------------------------- */
+
+static long long trim(const char *retention, const char *limit) {
+        _cleanup_reply_ redisReply *r = SCRIPT(SCRIPT_TRIM, 2, k->dead, k->gather_failed,
+                                               k->job_prefix, retention, limit);
+
+        ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+        return r->integer;
+}
+
+static void zadd_ago(const char *key, long long ago_ms, const char *id) {
+        char score[32];
+
+        snprintf(score, sizeof(score), "%lld", redis_now() - ago_ms);
+        ck_assert_int_eq(CMD_INT("ZADD", key, score, id), 1);
+}
+
+/* Entries older than the retention whose record is gone are dropped; younger ones, and old
+ * ones whose record still exists, stay. */
+START_TEST(test_trim) {
+        zadd_ago(k->dead, 20000, "gone-old");
+        zadd_ago(k->dead, 20000, "kept-old");
+        CMD_OK("HSET", jkey("kept-old"), "state", "failed");
+        zadd_ago(k->dead, 2000, "gone-young");
+        zadd_ago(k->gather_failed, 20000, "bad/id");
+        zadd_ago(k->gather_failed, 20000, "kept/id");
+        CMD_OK("HSET", jkey("kept/id"), "state", "done");
+        ck_assert_int_eq(trim("10", "100"), 2);
+        ck_assert_str_eq(rendered(CMD("ZRANGE", k->dead, "0", "-1")), "[\"kept-old\",\"gone-young\"]");
+        ck_assert_str_eq(rendered(CMD("ZRANGE", k->gather_failed, "0", "-1")), "[\"kept/id\"]");
+        ck_assert_int_eq(trim("10", "100"), 0);
+        /* A shorter retention reaches the younger one. */
+        ck_assert_int_eq(trim("1", "100"), 1);
+        ck_assert_str_eq(rendered(CMD("ZRANGE", k->dead, "0", "-1")), "[\"kept-old\"]");
+}
+END_TEST
+
+/* At most `limit` candidates per key and call, the oldest first. */
+START_TEST(test_trim_limit) {
+        zadd_ago(k->dead, 30000, "a");
+        zadd_ago(k->dead, 29000, "b");
+        zadd_ago(k->dead, 28000, "c");
+        ck_assert_int_eq(trim("10", "2"), 2);
+        ck_assert_str_eq(rendered(CMD("ZRANGE", k->dead, "0", "-1")), "[\"c\"]");
+        ck_assert_int_eq(trim("10", "2"), 1);
+        ck_assert_int_eq(CMD_INT("EXISTS", k->dead), 0);
+}
+END_TEST
+
+/* --- set_aside ------------------------------------------------------------------------------ */
+
+static long long set_aside(const char *key, size_t key_len, const char *id, size_t id_len,
+                           const char *reason) {
+        const char *argv[] = { key, k->gather_failed, id, reason };
+        size_t lens[] = { key_len, strlen(k->gather_failed), id_len, strlen(reason) };
+        _cleanup_reply_ redisReply *r = script(SCRIPT_SET_ASIDE, 2, 4, argv, lens);
+
+        ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+        return r->integer;
+}
+
+START_TEST(test_set_aside) {
+        _cleanup_free_ char *nulkey = NULL;
+        size_t nulkey_len = 0;
+        long long before = redis_now();
+
+        /* A hash record gets the reason; its TTL stays. */
+        CMD_OK("HSET", jkey("bad/id"), "state", "done");
+        CMD_OK("EXPIRE", jkey("bad/id"), RETENTION);
+        ck_assert_int_eq(set_aside(jkey("bad/id"), strlen(jkey("bad/id")), "bad/id", 6, "invalid job id"), 1);
+        ck_assert_str_eq(hget(jkey("bad/id"), "gather_error"), "invalid job id");
+        ck_assert_retention(jkey("bad/id"));
+        ck_assert_between(zscore(k->gather_failed, "bad/id"), before, redis_now());
+        /* A key of another type is left alone; a missing record is not created. */
+        CMD_OK("SET", jkey("str"), "x");
+        ck_assert_int_eq(set_aside(jkey("str"), strlen(jkey("str")), "str", 3, "WRONGTYPE"), 0);
+        ck_assert_str_eq(rendered(CMD("GET", jkey("str"))), "\"x\"");
+        ck_assert_int_eq(set_aside(jkey("gone"), strlen(jkey("gone")), "gone", 4, "r"), 0);
+        ck_assert_int_eq(CMD_INT("EXISTS", jkey("gone")), 0);
+        /* Binary ids (a NUL inside) are kept as they are. */
+        nulkey = queue_key_job_n(k, "a\0b", 3, &nulkey_len);
+        ck_assert_uint_eq(nulkey_len, strlen(k->job_prefix) + 3);
+        ck_assert_int_eq(set_aside(nulkey, nulkey_len, "a\0b", 3, "r"), 0);
+        ck_assert_int_eq(CMD_INT("ZCARD", k->gather_failed), 4);
+}
+END_TEST
+
 START_TEST(test_submit_batch) {
         /* Two jobs, the first with a payload and a timeout; ids checked ('1'): j0 exists. */
         submit("j0", "");
@@ -1401,6 +1528,7 @@ static Suite *scripts_suite(void) {
         tcase_add_test(tc, test_reap_expired_lease);
         tcase_add_test(tc, test_reap_live_lease);
         tcase_add_test(tc, test_reap_dead_worker);
+        tcase_add_test(tc, test_reap_vanished_fetcher);
         tcase_add_test(tc, test_reap_not_running);
 
         TC("promote");
@@ -1418,6 +1546,14 @@ static Suite *scripts_suite(void) {
         TC("requeue");
         tcase_add_test(tc, test_requeue_dead);
         tcase_add_test(tc, test_requeue_not_dead);
+        tcase_add_test(tc, test_requeue_forgets_gathered);
+
+        TC("set_aside");
+        tcase_add_test(tc, test_set_aside);
+
+        TC("trim");
+        tcase_add_test(tc, test_trim);
+        tcase_add_test(tc, test_trim_limit);
 #undef TC
         return s;
 }
