@@ -9,7 +9,7 @@ if #b == 0 then return {0, 0} end
 local batch = b[1]
 local lk = ARGV[2] .. batch
 local ids = redis.call('LPOP', lk, tonumber(ARGV[3])) or {}
-local moved, out = 0, {}
+local out = {}
 for _, id in ipairs(ids) do
   local jk = ARGV[1] .. id
   local f = redis.call('HMGET', jk, 'state', 'batch')
@@ -17,13 +17,8 @@ for _, id in ipairs(ids) do
   if f[1] == 'staged' and f[2] == batch then
     redis.call('HSET', jk, 'state', 'queued')
     out[#out + 1] = id
-    moved = moved + 1
-    if #out == 1000 then
-      redis.call('LPUSH', KEYS[2], unpack(out))
-      out = {}
-    end
   end
 end
-if #out > 0 then redis.call('LPUSH', KEYS[2], unpack(out)) end
+push_all('LPUSH', KEYS[2], out)
 if redis.call('LLEN', lk) == 0 then redis.call('ZREM', KEYS[1], batch) end
-return {moved, redis.call('ZCARD', KEYS[1]) > 0 and 1 or 0}
+return {#out, redis.call('ZCARD', KEYS[1]) > 0 and 1 or 0}

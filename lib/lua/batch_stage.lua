@@ -14,24 +14,16 @@ end
 if state == 'abandoning' then return {'abandoned'} end
 local now = now_ms()
 local prefix, batch = ARGV[1], ARGV[2]
-local n, ids = 0, {}
+local ids = {}
 for i = 3, #ARGV, 4 do
   local id = ARGV[i]
   local jk = prefix .. id
   if redis.call('EXISTS', jk) == 0 then
-    redis.call('HSET', jk, 'v', '1', 'state', 'staged', 'created', now, 'args', ARGV[i + 1],
-      'batch', batch)
-    if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'payload', ARGV[i + 2]) end
-    if ARGV[i + 3] ~= '' then redis.call('HSET', jk, 'timeout', ARGV[i + 3]) end
-    n = n + 1
+    create_job(jk, 'staged', now, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], batch)
     ids[#ids + 1] = id
-    if #ids == 1000 then
-      redis.call('RPUSH', KEYS[2], unpack(ids))
-      ids = {}
-    end
   end
 end
-if #ids > 0 then redis.call('RPUSH', KEYS[2], unpack(ids)) end
+push_all('RPUSH', KEYS[2], ids)
 redis.call('HSET', KEYS[1], 'state', 'staging')
 redis.call('ZADD', KEYS[3], now, batch)
-return {'staged', n}
+return {'staged', #ids}
