@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <systemd/sd-event.h>
 #include <time.h>
@@ -38,6 +39,8 @@ struct JobRun {
         int listener;                   /* the job's seccomp listener, or -1 */
         SandboxViolation violation;     /* the first one (nr -1: none) */
         uint64_t limit_cpu_usec, limit_memory;
+        int cwd_fd;                     /* the job's directory when it is a tmpfs, or -1 */
+        uint64_t cwd_limit;             /* that tmpfs' size */
         Capture out, err;
         uint64_t max_output, kill_grace_usec;
         uint64_t start_mono, start_real, end_mono;
@@ -277,6 +280,15 @@ static char *limit_detail(const char *what, const char *limit, uint64_t v,
                         fmt(buf, sizeof(buf), v) ?: "?") < 0 ? NULL : s;
 }
 
+/* The job failed with its directory (a tmpfs of limit_work_dir) full. */
+static bool hit_work_dir_limit(const JobRun *run) {
+        int st = run->wait_status;
+        bool failed = WIFEXITED(st) ? WEXITSTATUS(st) != 0 : true;
+        struct statfs sf;
+
+        return failed && run->cwd_fd >= 0 && fstatfs(run->cwd_fd, &sf) == 0 && sf.f_bavail == 0;
+}
+
 /* resource-limit with which limit, or NULL when no limit explains the end. */
 static char *classify_limit(const JobRun *run) {
         int st = run->wait_status;
@@ -291,6 +303,9 @@ static char *classify_limit(const JobRun *run) {
                 return strdup("RLIMIT_FSIZE: the file size limit was reached");
         if (hit_memory_limit(run))
                 return limit_detail("RLIMIT_DATA", "memory", run->limit_memory, format_size);
+        if (hit_work_dir_limit(run))
+                return limit_detail("limit_work_dir", "working directory size", run->cwd_limit,
+                                    format_size);
         return NULL;
 }
 
@@ -439,7 +454,13 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
                          .limit_cpu_usec = p->sandbox ? sandbox_limit_cpu_usec(p->sandbox)
                                                       : UINT64_MAX,
                          .limit_memory = p->sandbox ? sandbox_limit_memory(p->sandbox)
-                                                    : UINT64_MAX };
+                                                    : UINT64_MAX,
+                         .cwd_fd = -EBADF, .cwd_limit = p->cwd_limit };
+        if (p->cwd_limit > 0) {
+                run->cwd_fd = open(p->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (run->cwd_fd < 0)
+                        return -errno;
+        }
         r = make_stdin(p, &in_fd);
         if (r < 0)
                 return r;
@@ -500,6 +521,7 @@ JobRun *job_run_free(JobRun *run) {
         free(run->out.data);
         free(run->err.data);
         safe_close(run->pidfd);
+        safe_close(run->cwd_fd);
         sd_event_unref(run->event);
         free(run);
         return NULL;
