@@ -18,6 +18,16 @@
 #define REAP_INTERVAL_USEC USEC_PER_SEC
 #define SCRIPT_LIMIT "1000"
 #define BATCH_CHUNK 10000        /* jobs per submit_batch call: bounds Redis' memory per call */
+/* Batches of more jobs than BATCH_STEP are stored in steps (docs/protocol.md): each step stages
+ * at most BATCH_STEP jobs or BATCH_STEP_BYTES of their arguments and payloads (at least one
+ * job), so no step holds Redis for more than milliseconds. */
+#define BATCH_STEP 1000
+#define BATCH_STEP_BYTES (4U << 20)
+#define BATCH_STEP_STR "1000"
+/* A batch whose staging stopped this long ago without a commit is discarded. */
+#define BATCH_ABANDON_MS "600000"
+/* A client's batch id leaves room for ".<index>" in its jobs' derived ids. */
+#define BATCH_ID_MAX 48
 
 struct Scheduler {
         Service *service;
@@ -26,8 +36,15 @@ struct Scheduler {
         uint64_t next_reap;
         /* per queue, CLOCK_MONOTONIC: no reaping before, see on_redis_state() */
         uint64_t *reap_after;
+        bool *delivering;          /* per queue: a batch_deliver call in flight */
+        bool *abandoning;          /* per queue: a batch_abandon call in flight */
         uint64_t accepted;
 };
+
+typedef struct TimerCall {
+        Scheduler *scheduler;
+        size_t queue;
+} TimerCall;
 
 /* A request waiting for Redis. */
 typedef struct Pending {
@@ -37,9 +54,12 @@ typedef struct Pending {
         char *id;                  /* single submission / cancel / requeue */
         char *batch;
         json_t *ids;               /* batch: the ids, in order */
-        JobSpec **specs;           /* batch of generated ids: kept until Redis' time is known */
+        JobSpec **specs;           /* batch of generated ids: kept until Redis' time is known;
+                                    * a batch in steps: the jobs not yet staged */
         size_t n_specs;
         bool plain;                /* stored with plain commands: every job was created */
+        size_t staged;             /* a batch in steps: specs[0..staged) were sent */
+        bool client_batch;         /* the client named the batch (PUT): it may exist */
 } Pending;
 
 static Pending *pending_new(Scheduler *s, HttpRequest *req, size_t queue) {
@@ -258,6 +278,30 @@ static int store_job(Scheduler *s, HttpRequest *req, size_t qi, JobSpec *job) {
         return 0;
 }
 
+/* A stored batch: 201, or 200 for a batch an earlier request committed (created 0). */
+static void reply_batch_stored(Pending *p, unsigned status, long long created) {
+        p->scheduler->accepted += (uint64_t) created;
+        http_reply_json(p->req, status, json_pack("{s:s, s:s, s:I, s:I, s:O}", "batch", p->batch,
+                                                  "queue", queue_name(p->scheduler, p->queue),
+                                                  "count", (json_int_t) json_array_size(p->ids),
+                                                  "created", (json_int_t) created, "ids", p->ids));
+}
+
+/* A batch whose storing failed: what the client should do (docs/api.md). */
+static void reply_batch_error(Pending *p, int error, const redisReply *reply, bool unknown) {
+        const char *q = queue_name(p->scheduler, p->queue);
+
+        if (error == -EIO && reply && reply->str)
+                http_reply_error(p->req, 500, "internal", "Redis refused: %s", reply->str);
+        else
+                http_reply_error(p->req, 503, "unavailable",
+                                 "Redis connection lost (%s); %s: send it again with PUT "
+                                 "/v1/queues/%s/batches/%s (nothing is stored twice)",
+                                 strerror(-error),
+                                 unknown ? "whether the batch was stored is unknown"
+                                         : "the batch was not committed", q, p->batch);
+}
+
 static void on_exec_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         Pending *p = userdata;
         long long created = 0, v;
@@ -265,73 +309,95 @@ static void on_exec_reply(RedisConn *c, const redisReply *reply, int error, void
         if (!p->req)
                 goto out;
         if (error < 0 || !reply || reply->type != REDIS_REPLY_ARRAY) {
-                reply_redis_error(p->req, error < 0 ? error : -EPROTO, reply);
+                reply_batch_error(p, error < 0 ? error : -EPROTO, reply, true);
                 goto out;
         }
         for (size_t i = 0; i < reply->elements; i++)
                 if (reply->element[i]->type == REDIS_REPLY_ERROR) {
-                        reply_redis_error(p->req, -EIO, reply->element[i]);
+                        reply_batch_error(p, -EIO, reply->element[i], true);
                         goto out;
                 } else if (!p->plain && redis_reply_integer(reply->element[i], &v) >= 0)
                         created += v;
         if (p->plain)
                 created = (long long) json_array_size(p->ids);
-        p->scheduler->accepted += (uint64_t) created;
-        http_reply_json(p->req, 201, json_pack("{s:s, s:s, s:I, s:I, s:O}", "batch", p->batch,
-                                               "queue", queue_name(p->scheduler, p->queue),
-                                               "count", (json_int_t) json_array_size(p->ids),
-                                               "created", (json_int_t) created, "ids", p->ids));
+        reply_batch_stored(p, 201, created);
 out:
         pending_free(p);
 }
 
-/* One submit_batch call for specs[0..n) (ids already assigned, in p->ids). */
-static int send_batch_chunk(Scheduler *s, Pending *p, JobSpec **specs, size_t first, size_t n) {
-        const QueueKeys *k = s->service->keys[p->queue];
-        _cleanup_free_ char *bk = queue_key_batch(k, p->batch), *strings = NULL;
-        _cleanup_free_ const char **argv = calloc(6 + 4 * n, sizeof(char *));
-        _cleanup_free_ size_t *len = calloc(6 + 4 * n, sizeof(size_t));
-        _cleanup_strv_free_ char **args = calloc(n + 1, sizeof(char *));
-        char retention[24];
-        bool client_ids = false;
-        size_t m = 0;
-        int r;
+/* The arguments of a script call that stores specs[first..first+n): `head` strings first, then
+ * id, args, payload, timeout per job (ids already assigned, in p->ids). Owns what it points to. */
+typedef struct BatchArgs {
+        const char **argv;
+        size_t *len;
+        size_t m;
+        char **args;            /* the encoded arguments of each job */
+        char *timeouts;         /* 24 bytes per job */
+        size_t n;
+} BatchArgs;
 
-        /* Per job: the timeout as text, 24 bytes each. */
-        strings = calloc(n, 24);
-        if (!bk || !argv || !len || !args || !strings)
+static void batch_args_done(BatchArgs *a) {
+        for (size_t i = 0; a->args && i < a->n; i++)
+                free(a->args[i]);
+        free(a->args);
+        free(a->argv);
+        free(a->len);
+        free(a->timeouts);
+}
+
+static int batch_args_build(BatchArgs *a, const Pending *p, JobSpec *const *specs, size_t first,
+                            size_t n, const char *const *head, size_t n_head) {
+        *a = (BatchArgs){ .argv = calloc(n_head + 4 * n, sizeof(char *)),
+                          .len = calloc(n_head + 4 * n, sizeof(size_t)),
+                          .args = calloc(n, sizeof(char *)), .timeouts = calloc(n, 24), .n = n };
+        if (!a->argv || !a->len || !a->args || !a->timeouts)
                 return -ENOMEM;
-        snprintf(retention, sizeof(retention), "%" PRIu64,
-                 tasad_config_retention_sec(s->service->config));
-#define ARG(v, l) (argv[m] = (v), len[m++] = (l))
-        ARG(k->ready, strlen(k->ready));
-        ARG(bk, strlen(bk));
-        ARG(k->job_prefix, strlen(k->job_prefix));
-        ARG(p->batch, strlen(p->batch));
-        ARG(retention, strlen(retention));
-        for (size_t i = 0; i < n; i++)
-                client_ids = client_ids || specs[first + i]->id;
-        /* Generated ids are new by construction: only client ids need an existence check. */
-        ARG(client_ids ? "1" : "0", 1);
+#define ARG(v, l) (a->argv[a->m] = (v), a->len[a->m++] = (l))
+        for (size_t i = 0; i < n_head; i++)
+                ARG(head[i], strlen(head[i]));
         for (size_t i = 0; i < n; i++) {
                 const JobSpec *spec = specs[first + i];
                 const char *id = json_string_value(json_array_get(p->ids, first + i));
-                char *t = strings + 24 * i;
+                char *t = a->timeouts + 24 * i;
                 size_t args_len = 0;
+                int r = job_args_encode(spec->args, spec->n_args, &a->args[i], &args_len);
 
-                r = job_args_encode(spec->args, spec->n_args, &args[i], &args_len);
                 if (r < 0)
                         return r;
                 if (spec->timeout_usec > 0)
                         snprintf(t, 24, "%" PRIu64, spec->timeout_usec);
                 ARG(id, strlen(id));
-                ARG(args[i], args_len);
+                ARG(a->args[i], args_len);
                 ARG(spec->payload ? (const char *) spec->payload : "", spec->payload_len);
                 ARG(t, strlen(t));
         }
 #undef ARG
-        return redis_script(s->service->redis, SCRIPT_SUBMIT_BATCH, NULL, NULL, 2, (int) m, argv,
-                            len);
+        return 0;
+}
+
+/* One submit_batch call for specs[0..n) (ids already assigned, in p->ids). */
+static int send_batch_chunk(Scheduler *s, Pending *p, JobSpec **specs, size_t first, size_t n) {
+        const QueueKeys *k = s->service->keys[p->queue];
+        _cleanup_free_ char *bk = queue_key_batch(k, p->batch);
+        _cleanup_(batch_args_done) BatchArgs a = {};
+        char retention[24];
+        /* Generated ids are new by construction: only client ids need an existence check. */
+        bool check = p->client_batch;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                check = check || specs[first + i]->id;
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 tasad_config_retention_sec(s->service->config));
+        if (!bk)
+                return -ENOMEM;
+        r = batch_args_build(&a, p, specs, first, n,
+                             (const char *[]){ k->ready, bk, k->job_prefix, p->batch, retention,
+                                               check ? "1" : "0" }, 6);
+        if (r < 0)
+                return r;
+        return redis_script(s->service->redis, SCRIPT_SUBMIT_BATCH, NULL, NULL, 2, (int) a.m,
+                            a.argv, a.len);
 }
 
 /* Jobs whose ids the scheduler generated cannot exist yet: they are stored with plain commands,
@@ -428,23 +494,31 @@ static void on_batch_time(RedisConn *c, const redisReply *reply, int error, void
         }
 }
 
-/* All jobs of the batch in one MULTI/EXEC, BATCH_CHUNK jobs per script call: stored whole or
- * not at all, without one script call per job. */
+static int send_stage_step(Scheduler *s, Pending *p);
+
+/* A batch of at most BATCH_STEP jobs goes in one MULTI/EXEC, BATCH_CHUNK jobs per script call:
+ * stored whole or not at all, without one script call per job. A larger one is stored in steps
+ * and committed (send_stage_step). Jobs without an id get "<batch>.<index>", so a retry of the
+ * same batch (PUT with its id) names the same jobs. */
 static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
         RedisConn *c = s->service->redis;
-        bool client_ids = false;
-        char gen[21];
+        bool client_ids = p->client_batch;
+        char derived[JOB_ID_MAX + 1];
         int r = 0;
 
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 const char *id = (*specs)[i]->id;
                 if (!id) {
-                        r = job_id_generate(gen);
-                        id = gen;
+                        snprintf(derived, sizeof(derived), "%s.%zu", p->batch, i);
+                        id = derived;
                 }
                 client_ids = client_ids || (*specs)[i]->id;
-                if (r >= 0)
-                        r = json_array_append_new(p->ids, json_string(id)) < 0 ? -ENOMEM : 0;
+                r = json_array_append_new(p->ids, json_string(id)) < 0 ? -ENOMEM : 0;
+        }
+        if (r >= 0 && n > BATCH_STEP) {
+                p->specs = TAKE_PTR(*specs); /* the pending request's now */
+                p->n_specs = n;
+                return send_stage_step(s, p);
         }
         if (r >= 0 && !client_ids) {
                 r = redis_command(c, on_batch_time, p, "TIME");
@@ -466,6 +540,191 @@ static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
         return redis_command(c, on_exec_reply, p, "EXEC");
 }
 
+/* --- batches stored in steps (docs/protocol.md, "How a batch is stored") ------------------------ */
+
+static void deliver_kick(Scheduler *s, size_t qi);
+
+static void on_commit_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        const char *what = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        long long total = 0, fresh = 0;
+
+        if (error >= 0 && what && streq(what, "committed") &&
+            redis_reply_integer(redis_reply_element(reply, 1), &total) >= 0 &&
+            redis_reply_integer(redis_reply_element(reply, 2), &fresh) >= 0) {
+                deliver_kick(p->scheduler, p->queue);
+                if (fresh)
+                        log_job(LOG_INFO, &(LogJob){ .queue = queue_name(p->scheduler, p->queue) },
+                                "Batch %s committed: %lld job(s).", p->batch, total);
+                if (p->req)
+                        reply_batch_stored(p, fresh ? 201 : 200, fresh ? total : 0);
+        } else if (!p->req)
+                ;
+        else if (error >= 0 && what && streq(what, "abandoned"))
+                http_reply_error(p->req, 409, "conflict", "an earlier attempt of batch %s that "
+                                 "was never committed is being discarded; send it again in a "
+                                 "moment", p->batch);
+        else
+                reply_batch_error(p, error < 0 ? error : -EPROTO, reply, true);
+        pending_free(p);
+}
+
+static int send_commit(Scheduler *s, Pending *p) {
+        const QueueKeys *k = s->service->keys[p->queue];
+        _cleanup_free_ char *bk = queue_key_batch(k, p->batch), *lk = queue_key_staged(k, p->batch);
+        char retention[24];
+
+        if (!bk || !lk)
+                return -ENOMEM;
+        snprintf(retention, sizeof(retention), "%" PRIu64,
+                 tasad_config_retention_sec(s->service->config));
+        return redis_script(s->service->redis, SCRIPT_BATCH_COMMIT, on_commit_reply, p, 4, 6,
+                            (const char *[]){ bk, lk, k->staging, k->delivering, p->batch,
+                                              retention }, NULL);
+}
+
+static void on_stage_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Pending *p = userdata;
+        Scheduler *s = p->scheduler;
+        const char *what = redis_reply_string(redis_reply_element(reply, 0), NULL);
+        int r;
+
+        if (!p->req) /* gone: what was staged is discarded later, or a retry goes on with it */
+                return pending_free(p);
+        if (error < 0 || !what) {
+                reply_batch_error(p, error < 0 ? error : -EPROTO, reply, false);
+                return pending_free(p);
+        }
+        if (streq(what, "abandoned")) {
+                http_reply_error(p->req, 409, "conflict", "an earlier attempt of batch %s that "
+                                 "was never committed is being discarded; send it again in a "
+                                 "moment", p->batch);
+                return pending_free(p);
+        }
+        /* Staged, or committed by an earlier attempt: the commit says which. */
+        r = streq(what, "staged") && p->staged < p->n_specs ? send_stage_step(s, p)
+                                                             : send_commit(s, p);
+        if (r < 0) {
+                reply_batch_error(p, r, NULL, false);
+                pending_free(p);
+        }
+}
+
+static size_t spec_bytes(const JobSpec *spec) {
+        size_t n = spec->payload_len + 64;
+
+        for (size_t i = 0; i < spec->n_args; i++)
+                n += strlen(spec->args[i]) + 8;
+        return n;
+}
+
+/* Stages the next step of p's jobs (they are freed once sent), or commits when all are. */
+static int send_stage_step(Scheduler *s, Pending *p) {
+        const QueueKeys *k = s->service->keys[p->queue];
+        _cleanup_free_ char *bk = queue_key_batch(k, p->batch), *lk = queue_key_staged(k, p->batch);
+        _cleanup_(batch_args_done) BatchArgs a = {};
+        size_t first = p->staged, n = 0, bytes = 0;
+        int r;
+
+        if (!bk || !lk)
+                return -ENOMEM;
+        while (first + n < p->n_specs && n < BATCH_STEP && (n == 0 || bytes < BATCH_STEP_BYTES))
+                bytes += spec_bytes(p->specs[first + n++]);
+        r = batch_args_build(&a, p, p->specs, first, n,
+                             (const char *[]){ bk, lk, k->staging, k->job_prefix, p->batch }, 5);
+        if (r >= 0)
+                r = redis_script(s->service->redis, SCRIPT_BATCH_STAGE, on_stage_reply, p, 3,
+                                 (int) a.m, a.argv, a.len);
+        if (r < 0)
+                return r;
+        /* The command holds its own copy. */
+        for (size_t i = first; i < first + n; i++)
+                p->specs[i] = job_spec_free(p->specs[i]);
+        p->staged = first + n;
+        return 0;
+}
+
+static void on_deliver_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        TimerCall *t = userdata;
+        long long more = 0;
+
+        t->scheduler->delivering[t->queue] = false;
+        if (error >= 0 && redis_reply_integer(redis_reply_element(reply, 1), &more) >= 0 && more)
+                deliver_kick(t->scheduler, t->queue);
+        free(t);
+}
+
+/* Moves committed batches' jobs to ready, one step at a time, until none is left. */
+static void deliver_kick(Scheduler *s, size_t qi) {
+        const QueueKeys *k = s->service->keys[qi];
+        TimerCall *t;
+
+        if (s->delivering[qi] || !redis_conn_is_up(s->service->redis) ||
+            !(t = malloc(sizeof(TimerCall))))
+                return;
+        *t = (TimerCall){ s, qi };
+        if (redis_script(s->service->redis, SCRIPT_BATCH_DELIVER, on_deliver_reply, t, 2, 5,
+                         (const char *[]){ k->delivering, k->ready, k->job_prefix,
+                                           k->staged_prefix, BATCH_STEP_STR }, NULL) < 0)
+                free(t);
+        else
+                s->delivering[qi] = true;
+}
+
+static void abandon_kick(Scheduler *s, size_t qi);
+
+static void on_abandon_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        TimerCall *t = userdata;
+        long long deleted = 0, more = 0;
+
+        t->scheduler->abandoning[t->queue] = false;
+        if (error >= 0 && redis_reply_integer(redis_reply_element(reply, 0), &deleted) >= 0 &&
+            redis_reply_integer(redis_reply_element(reply, 1), &more) >= 0) {
+                if (deleted > 0)
+                        log_job(LOG_NOTICE, &(LogJob){ .queue = queue_name(t->scheduler, t->queue) },
+                                "Discarded %lld staged job(s) of a batch never committed.",
+                                deleted);
+                if (more)
+                        abandon_kick(t->scheduler, t->queue);
+        }
+        free(t);
+}
+
+/* Discards batches whose staging stopped BATCH_ABANDON_MS ago, one step at a time. */
+static void abandon_kick(Scheduler *s, size_t qi) {
+        const QueueKeys *k = s->service->keys[qi];
+        TimerCall *t;
+
+        if (s->abandoning[qi] || !redis_conn_is_up(s->service->redis) ||
+            !(t = malloc(sizeof(TimerCall))))
+                return;
+        *t = (TimerCall){ s, qi };
+        if (redis_script(s->service->redis, SCRIPT_BATCH_ABANDON, on_abandon_reply, t, 1, 6,
+                         (const char *[]){ k->staging, k->job_prefix, k->batch_prefix,
+                                           k->staged_prefix, BATCH_ABANDON_MS, BATCH_STEP_STR },
+                         NULL) < 0)
+                free(t);
+        else
+                s->abandoning[qi] = true;
+}
+
+/* PUT /v1/queues/{queue}/batches/{batch}: the client names the batch, so sending it again after
+ * an unknown outcome stores nothing twice. */
+static int route_batch_put(HttpRequest *req, void *userdata) {
+        Scheduler *s = userdata;
+        const char *batch = http_request_param(req, "batch");
+        size_t qi;
+
+        if (!job_id_is_valid(batch) || strlen(batch) > BATCH_ID_MAX)
+                return http_reply_error(req, 400, "invalid-argument",
+                                        "batch id: 1 to %d bytes of [A-Za-z0-9_.:-], not "
+                                        "starting with '.' or '-'", BATCH_ID_MAX);
+        if (service_request_queue(s->service, req, http_request_param(req, "queue"), true, &qi) < 0 ||
+            service_require_redis(s->service, req) < 0)
+                return 0;
+        return parse_start(s, req, qi, true);
+}
+
 static int route_batch(HttpRequest *req, void *userdata) {
         Scheduler *s = userdata;
         size_t qi;
@@ -479,13 +738,19 @@ static int route_batch(HttpRequest *req, void *userdata) {
 /* Stores a decoded batch (specs[0..n) are consumed), validated whole before: replies, or
  * hands the request to the Redis reply. */
 static int store_batch(Scheduler *s, HttpRequest *req, size_t qi, JobSpec **specs, size_t n) {
+        const char *named = http_request_param(req, "batch"); /* PUT …/batches/{batch} */
         char gen[21];
         Pending *p;
         int r;
 
         p = pending_new(s, req, qi);
-        r = !p || job_id_generate(gen) < 0 || !(p->batch = strdup(gen)) || !(p->ids = json_array())
-                    ? -ENOMEM : send_batch(s, p, &specs, n);
+        r = !p || (!named && job_id_generate(gen) < 0) || !(p->batch = strdup(named ?: gen)) ||
+                            !(p->ids = json_array())
+                    ? -ENOMEM : 0;
+        if (r >= 0) {
+                p->client_batch = named;
+                r = send_batch(s, p, &specs, n);
+        }
         for (size_t i = 0; specs && i < n; i++)
                 job_spec_free(specs[i]);
         free(specs);
@@ -625,6 +890,7 @@ static int route_requeue(HttpRequest *req, void *userdata) {
 static const HttpRoute routes[] = {
         { "POST", "/v1/queues/{queue}/jobs", route_submit },
         { "POST", "/v1/queues/{queue}/batches", route_batch },
+        { "PUT", "/v1/queues/{queue}/batches/{batch}", route_batch_put },
         { "DELETE", "/v1/jobs/{id}", route_cancel },
         { "POST", "/v1/queues/{queue}/dead/{id}/requeue", route_requeue },
 };
@@ -636,11 +902,6 @@ static uint64_t mono_now(Scheduler *s) {
         (void) sd_event_now(s->service->event, CLOCK_MONOTONIC, &t);
         return t;
 }
-
-typedef struct TimerCall {
-        Scheduler *scheduler;
-        size_t queue;
-} TimerCall;
 
 static void on_promote_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         TimerCall *t = userdata;
@@ -714,9 +975,14 @@ static int on_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         }
         if (up && s->next_reap <= now) {
                 s->next_reap = now + REAP_INTERVAL_USEC;
-                for (size_t i = 0; i < n; i++)
+                for (size_t i = 0; i < n; i++) {
                         if (s->reap_after[i] <= now)
                                 (void) send_timer_call(s, i, true);
+                        /* Batches another scheduler (or an earlier run) committed, and
+                         * staging that stopped. */
+                        deliver_kick(s, i);
+                        abandon_kick(s, i);
+                }
         }
         (void) sd_event_source_set_time(src, MAX(next, now + 10 * USEC_PER_MSEC));
         (void) sd_event_source_set_enabled(src, SD_EVENT_ONESHOT);
@@ -764,7 +1030,9 @@ int scheduler_new(sd_event *e, TasadConfig *config, Scheduler **ret) {
         s->service->state_userdata = s;
         s->next_promote = calloc(s->service->queues->n_queues + 1, sizeof(uint64_t));
         s->reap_after = calloc(s->service->queues->n_queues + 1, sizeof(uint64_t));
-        if (!s->next_promote || !s->reap_after)
+        s->delivering = calloc(s->service->queues->n_queues + 1, sizeof(bool));
+        s->abandoning = calloc(s->service->queues->n_queues + 1, sizeof(bool));
+        if (!s->next_promote || !s->reap_after || !s->delivering || !s->abandoning)
                 return -ENOMEM;
         r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, 0, 10 * USEC_PER_MSEC, on_timer, s);
         if (r >= 0)
@@ -789,6 +1057,8 @@ Scheduler *scheduler_free(Scheduler *s) {
         service_free(s->service);
         free(s->next_promote);
         free(s->reap_after);
+        free(s->delivering);
+        free(s->abandoning);
         free(s);
         return NULL;
 }
