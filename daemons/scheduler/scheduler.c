@@ -544,6 +544,11 @@ static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
 
 static void deliver_kick(Scheduler *s, size_t qi);
 
+static void reply_batch_abandoned(Pending *p) {
+        http_reply_error(p->req, 409, "conflict", "an earlier attempt of batch %s that was never "
+                         "committed is being discarded; send it again in a moment", p->batch);
+}
+
 static void on_commit_reply(RedisConn *c, const redisReply *reply, int error, void *userdata) {
         Pending *p = userdata;
         const char *what = redis_reply_string(redis_reply_element(reply, 0), NULL);
@@ -561,9 +566,7 @@ static void on_commit_reply(RedisConn *c, const redisReply *reply, int error, vo
         } else if (!p->req)
                 ;
         else if (error >= 0 && what && streq(what, "abandoned"))
-                http_reply_error(p->req, 409, "conflict", "an earlier attempt of batch %s that "
-                                 "was never committed is being discarded; send it again in a "
-                                 "moment", p->batch);
+                reply_batch_abandoned(p);
         else
                 reply_batch_error(p, error < 0 ? error : -EPROTO, reply, true);
         pending_free(p);
@@ -596,9 +599,7 @@ static void on_stage_reply(RedisConn *c, const redisReply *reply, int error, voi
                 return pending_free(p);
         }
         if (streq(what, "abandoned")) {
-                http_reply_error(p->req, 409, "conflict", "an earlier attempt of batch %s that "
-                                 "was never committed is being discarded; send it again in a "
-                                 "moment", p->batch);
+                reply_batch_abandoned(p);
                 return pending_free(p);
         }
         /* Staged, or committed by an earlier attempt: the commit says which. */
