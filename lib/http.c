@@ -425,30 +425,27 @@ typedef struct Reply {
         unsigned retry_after;   /* a Retry-After header in seconds (503), or 0 */
 } Reply;
 
-/* The whole reply, status line to body, in one new buffer. */
+/* The whole reply, status line to body, in one new buffer. The optional headers are pieces of
+ * the one format (an Allow header has no length limit: it lists whatever methods the routes
+ * of a path have). */
 static int reply_render(const Reply *rp, char **ret, size_t *ret_len) {
-        char date[64], extra[160] = "";
+        char date[64], retry[32] = "";
         struct tm tm;
         time_t now = time(NULL);
-        size_t n = 0, blen = rp->omit_body ? 0 : rp->len;
+        size_t blen = rp->omit_body ? 0 : rp->len;
         char *out;
         int h;
 
         if (!gmtime_r(&now, &tm) ||
             strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
                 return -EINVAL;
-        if (rp->allow)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Allow: %s\r\n", rp->allow);
         if (rp->retry_after > 0)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Retry-After: %u\r\n",
-                                       rp->retry_after);
-        if (rp->close)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Connection: close\r\n");
-        if (n >= sizeof(extra))
-                return -EINVAL;
+                (void) snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", rp->retry_after);
         h = asprintf(&out, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n%s\r\n", rp->status, status_reason(rp->status), date,
-                     rp->content_type, rp->len, extra);
+                     "Content-Length: %zu\r\n%s%s%s%s%s\r\n", rp->status,
+                     status_reason(rp->status), date, rp->content_type, rp->len,
+                     rp->allow ? "Allow: " : "", rp->allow ?: "", rp->allow ? "\r\n" : "", retry,
+                     rp->close ? "Connection: close\r\n" : "");
         if (h < 0)
                 return -ENOMEM;
         if (blen > 0) {

@@ -220,7 +220,18 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/ok", route_ok },
         { "GET", "/v1/hang-many", route_hang_many },
         { "GET", "/", route_item },
+        /* Methods whose Allow header is longer than any fixed buffer for headers would be. */
+        { "X-EXTENSION-METHOD-NUMBER-ONE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-TWO", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-THREE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-FOUR", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-FIVE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-SIX", "/v1/many", route_ok },
 };
+
+#define MANY_ALLOW "X-EXTENSION-METHOD-NUMBER-ONE, X-EXTENSION-METHOD-NUMBER-TWO, " \
+        "X-EXTENSION-METHOD-NUMBER-THREE, X-EXTENSION-METHOD-NUMBER-FOUR, " \
+        "X-EXTENSION-METHOD-NUMBER-FIVE, X-EXTENSION-METHOD-NUMBER-SIX"
 
 /* ---- the client side ------------------------------------------------------------------- */
 
@@ -946,6 +957,25 @@ static void assert_raw_error(const Call *c, const char *status, const char *code
         assert_raw_reply(c, status, body, true, NULL);
 }
 
+/* An Allow header of any length (here 190 bytes) is sent whole, with the headers after it. */
+START_TEST(test_method_not_allowed_long_allow) {
+        static const char message[] = "Method GET is not allowed here (allowed: " MANY_ALLOW ")";
+        Call *keep, *close;
+        char body[512];
+
+        keep = raw_add(0, "GET /v1/many HTTP/1.1\r\nHost: x\r\n\r\n");
+        keep->timeout_ms = 300;
+        close = raw_add(1, "GET /v1/many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        run_clients_from(2);
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"method-not-allowed\",\"message\":"
+                 "\"%s\"}}", message);
+        assert_raw_reply(keep, "405 Method Not Allowed", body, false,
+                         "\r\nAllow: " MANY_ALLOW "\r\n");
+        assert_raw_reply(close, "405 Method Not Allowed", body, true,
+                         "\r\nAllow: " MANY_ALLOW "\r\nConnection: close\r\n\r\n");
+}
+END_TEST
+
 /* A head of exactly len bytes: "GET /v1/bytes HTTP/1.1\r\nHost: x\r\nX-Pad: aaa…\r\n\r\n". */
 static char *head_of_size(size_t len) {
         static const char prefix[] = "GET /v1/ok HTTP/1.1\r\nHost: x\r\nX-Pad: ";
@@ -1572,6 +1602,7 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_bad_escapes);
         tcase_add_test(tc, test_not_found);
         tcase_add_test(tc, test_method_not_allowed);
+        tcase_add_test(tc, test_method_not_allowed_long_allow);
         tcase_add_test(tc, test_json_echo);
         tcase_add_test(tc, test_too_large);
         tcase_add_test(tc, test_too_large_chunked_answered);
