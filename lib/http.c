@@ -127,7 +127,8 @@ struct HttpConn {
         HttpHeadScan scan;
         HttpChunked chunked;
         HttpRequest *req;       /* the request being read, handled or answered */
-        char *out;
+        char *out;              /* the reply being written; fallback_reply when out_static */
+        bool out_static;
         size_t out_len, out_done;
         size_t in_len;
         char in[HTTP_HEAD_MAX];
@@ -183,6 +184,7 @@ void http_limits_default(HttpLimits *ret) {
                 .head_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
                 .io_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
                 .idle_timeout_usec = HTTP_IDLE_TIMEOUT_DEFAULT_USEC,
+                .handler_timeout_usec = HTTP_HANDLER_TIMEOUT_DEFAULT_USEC,
         };
 }
 
@@ -469,6 +471,24 @@ static char *error_text(const char *code, const char *message) {
         return j ? json_dumps(j, HTTP_JSON_FLAGS) : NULL;
 }
 
+/* The reply of last resort, for a request whose reply could not be made (out of memory, a
+ * body that could not be rendered): static, so that sending it needs no memory, and ending
+ * the connection. RFC 9110 lets a 500 go without Date. */
+#define FALLBACK_BODY "{\"error\":{\"code\":\"internal\",\"message\":\"The reply could not be made\"}}"
+#define FALLBACK_HEAD "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n" \
+                      "Content-Length: 69\r\nConnection: close\r\n\r\n"
+_Static_assert(sizeof(FALLBACK_BODY) - 1 == 69, "update FALLBACK_HEAD's Content-Length");
+/* Not const only because c->out is the writable buffer of every other reply: never written. */
+static char fallback_reply[] = FALLBACK_HEAD FALLBACK_BODY;
+
+static void conn_out_free(HttpConn *c) {
+        if (!c->out_static)
+                free(c->out);
+        c->out = NULL;
+        c->out_static = false;
+        c->out_len = c->out_done = 0;
+}
+
 /* ---- requests ---------------------------------------------------------------------------- */
 
 static bool request_done(const HttpRequest *req) {
@@ -538,8 +558,37 @@ static int request_new(HttpConn *c, size_t len, HttpRequest **ret, const char **
         return 0;
 }
 
+/* The request is answered: its reply is in c->out. */
+static void request_replied(HttpRequest *req) {
+        HttpConn *c = req->conn;
+
+        c->out_done = 0;
+        req->replied = true;
+        request_release(req);
+        c->state = CONN_WRITE;
+        c->last_io = now_usec(c->server);
+        if (!req->in_handler)
+                conn_update(c);
+}
+
+/* The reply asked for could not be made (error r): the request is completed all the same, with
+ * the static 500 and the end of the connection, so that its owner, who replied or tried to, is
+ * never called back (on_abort) for it. Returns r. */
+static int request_reply_fallback(HttpRequest *req, int r) {
+        HttpConn *c = req->conn;
+
+        conn_out_free(c);
+        c->out = fallback_reply;
+        c->out_static = true;
+        c->out_len = streq(req->h.method, "HEAD") ? sizeof(FALLBACK_HEAD) - 1
+                                                  : sizeof(fallback_reply) - 1;
+        c->close_after = true;
+        request_replied(req);
+        return r;
+}
+
 /* Makes the reply; it is written from the connection's own io source. Callers check that req
- * may still reply. */
+ * may still reply. Completes the request also when it fails (see request_reply_fallback). */
 static int request_reply(HttpRequest *req, Reply *rp) {
         HttpConn *c = req->conn;
         int r;
@@ -548,14 +597,8 @@ static int request_reply(HttpRequest *req, Reply *rp) {
         rp->close = c->close_after;
         r = reply_render(rp, &c->out, &c->out_len);
         if (r < 0)
-                return r;
-        c->out_done = 0;
-        req->replied = true;
-        request_release(req);
-        c->state = CONN_WRITE;
-        c->last_io = now_usec(c->server);
-        if (!req->in_handler)
-                conn_update(c);
+                return request_reply_fallback(req, r);
+        request_replied(req);
         return 0;
 }
 
@@ -565,21 +608,24 @@ static int request_reply_error(HttpRequest *req, unsigned status, const char *co
         Reply rp = { .status = status, .content_type = "application/json" };
 
         if (!text)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         rp.body = text;
         rp.len = strlen(text);
         return request_reply(req, &rp);
 }
 
+/* Past the request_done() check every failure still completes the request. */
 int http_reply_bytes(HttpRequest *req, unsigned status, const char *content_type,
                      const void *data, size_t len) {
         Reply rp = { .status = status, .content_type = content_type ?: "application/octet-stream",
                      .body = data, .len = len };
 
-        if (!req || (!data && len > 0))
+        if (!req)
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
+        if (!data && len > 0)
+                return request_reply_fallback(req, -EINVAL);
         return request_reply(req, &rp);
 }
 
@@ -591,11 +637,11 @@ int http_reply_json(HttpRequest *req, unsigned status, json_t *body) {
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
-        if (!b)
-                return -EINVAL;
+        if (!b) /* the caller's json_pack() failed */
+                return request_reply_fallback(req, -EINVAL);
         text = json_dumps(b, HTTP_JSON_FLAGS);
         if (!text)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         return http_reply_bytes(req, status, "application/json", text, strlen(text));
 }
 
@@ -605,15 +651,17 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
         va_list ap;
         int r;
 
-        if (!req || !code || !format)
+        if (!req)
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
+        if (!code || !format)
+                return request_reply_fallback(req, -EINVAL);
         va_start(ap, format);
         r = vasprintf(&message, format, ap);
         va_end(ap);
         if (r < 0)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         return request_reply_error(req, status, code, message);
 }
 
@@ -1022,14 +1070,18 @@ static int conn_handled(HttpConn *c, int r) {
         if (r < 0) {
                 /* A kept request the handler then failed: its owner must forget it. */
                 request_abort(req);
-                r = request_reply_error(req, 500, "internal", strerror(-r));
-                return r < 0 ? r : STEP_NEXT;
+                (void) request_reply_error(req, 500, "internal", strerror(-r));
+                return STEP_NEXT;
         }
-        if (req->kept)
+        if (req->kept) {
+                /* Its owner answers (every route bounds its own wait); should it never, the
+                 * request ends at handler_timeout (on_conn_timer). */
+                c->deadline = now_usec(c->server) + c->server->limits.handler_timeout_usec;
                 return STEP_WAIT;
-        r = request_reply_error(req, 500, "internal",
-                                "The handler neither replied nor kept the request");
-        return r < 0 ? r : STEP_NEXT;
+        }
+        (void) request_reply_error(req, 500, "internal",
+                                   "The handler neither replied nor kept the request");
+        return STEP_NEXT;
 }
 
 static int conn_dispatch(HttpConn *c) {
@@ -1047,8 +1099,7 @@ static int conn_dispatch(HttpConn *c) {
 static int conn_reply_done(HttpConn *c) {
         HttpServer *s = c->server;
 
-        c->out = mfree(c->out);
-        c->out_len = c->out_done = 0;
+        conn_out_free(c);
         c->req = request_free(c->req);
         if (c->close_after) {
                 if (c->linger_left == 0)
@@ -1137,7 +1188,6 @@ static void conn_update(HttpConn *c) {
         switch (c->state) {
         case CONN_HANDLER:
                 events = EPOLLRDHUP;
-                deadline = 0;
                 break;
         case CONN_WRITE:
                 events = EPOLLOUT;
@@ -1199,13 +1249,36 @@ static void conn_send_timeout(HttpConn *c) {
                 (void) send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/* A kept request its owner did not answer within handler_timeout: the owner is told to
+ * forget it (on_abort), the client gets a 500 and the connection ends. */
+static void conn_handler_timeout(HttpConn *c) {
+        HttpRequest *req = c->req;
+        _cleanup_free_ char *message = NULL;
+
+        log_debug("HTTP request %s %s got no reply in time, answering 500.", req->h.method,
+                  req->h.path);
+        request_abort(req);
+        c->close_after = true;
+        if (asprintf(&message, "No reply within %" PRIu64 " ms",
+                     c->server->limits.handler_timeout_usec / USEC_PER_MSEC) < 0)
+                (void) request_reply_fallback(req, -ENOMEM);
+        else
+                (void) request_reply_error(req, 500, "internal", message);
+}
+
 static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         HttpConn *c = userdata;
         const HttpLimits *l = &c->server->limits;
 
-        /* A kept request has no deadline here (its owner has its own). */
-        if (c->state == CONN_HANDLER)
+        if (c->state == CONN_HANDLER) {
+                if (c->deadline > now_usec(c->server)) {
+                        conn_update(c);
+                        return 0;
+                }
+                conn_handler_timeout(c);
+                conn_run(c);
                 return 0;
+        }
         /* Progress deadlines are moved lazily: a step only notes the time of its progress. */
         if ((c->state == CONN_BODY || c->state == CONN_WRITE) &&
             c->last_io + l->io_timeout_usec > now_usec(c->server)) {
@@ -1242,7 +1315,7 @@ static void conn_free(HttpConn *c) {
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
-        free(c->out);
+        conn_out_free(c);
         free(c);
 }
 
@@ -1539,7 +1612,8 @@ int http_server_listen(HttpServer *s, int listen_fd, HttpAuthHook auth, void *au
 static bool limits_valid(const HttpLimits *l) {
         return l->max_body > 0 && l->max_body < SIZE_MAX - 1 && l->max_buffered > 0 &&
                l->max_connections > 0 && l->max_connections_per_peer > 0 &&
-               l->head_timeout_usec > 0 && l->io_timeout_usec > 0 && l->idle_timeout_usec > 0;
+               l->head_timeout_usec > 0 && l->io_timeout_usec > 0 && l->idle_timeout_usec > 0 &&
+               l->handler_timeout_usec > 0;
 }
 
 static int server_set_routes(HttpServer *s, const HttpRoute *routes, size_t n_routes) {

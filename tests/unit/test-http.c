@@ -196,6 +196,34 @@ static int route_twice(HttpRequest *req, void *userdata) {
 
 static int route_hang_many(HttpRequest *req, void *userdata);
 
+/* A reply that cannot be made (json_pack() failed: a NULL body), from the handler. */
+static int route_null_json(HttpRequest *req, void *userdata) {
+        F.second_reply = http_reply_json(req, 200, NULL);
+        return F.second_reply;
+}
+
+/* The same later, from a timer; then the owner frees what on_abort would have used. */
+static int on_null_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpRequest *req = userdata;
+
+        F.reply_timer = sd_event_source_unref(F.reply_timer);
+        F.second_reply = http_reply_json(req, 200, NULL);
+        F.kept = NULL;
+        return 0;
+}
+
+static int route_keep_null(HttpRequest *req, void *userdata) {
+        int r;
+
+        r = sd_event_add_time_relative(F.event, &F.reply_timer, CLOCK_MONOTONIC,
+                                       100 * USEC_PER_MSEC, 1, on_null_timer, req);
+        if (r < 0)
+                return r;
+        F.kept = req;
+        http_request_keep(req, on_abort, NULL);
+        return 0;
+}
+
 static int route_ok(HttpRequest *req, void *userdata) {
         return http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
@@ -219,6 +247,8 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/bytes", route_bytes },
         { "GET", "/v1/ok", route_ok },
         { "GET", "/v1/hang-many", route_hang_many },
+        { "GET", "/v1/null-json", route_null_json },
+        { "GET", "/v1/keep-null", route_keep_null },
         { "GET", "/", route_item },
         /* Methods whose Allow header is longer than any fixed buffer for headers would be. */
         { "X-EXTENSION-METHOD-NUMBER-ONE", "/v1/many", route_ok },
@@ -1204,6 +1234,48 @@ START_TEST(test_head_deadline) {
 }
 END_TEST
 
+#define FALLBACK_500 "{\"error\":{\"code\":\"internal\",\"message\":\"The reply could not be made\"}}"
+
+/* A reply that fails (here a NULL JSON body, as when json_pack() fails) still completes the
+ * request: the static 500, the connection closed; a kept request's owner, who tried to reply
+ * and then freed its state, is never called back when the client hangs up. */
+START_TEST(test_failed_reply_completes) {
+        Call *now = raw_add(0, "GET /v1/null-json HTTP/1.1\r\nHost: x\r\n\r\n");
+        Call *later = raw_add(1, "GET /v1/keep-null HTTP/1.1\r\nHost: x\r\n\r\n");
+
+        now->timeout_ms = later->timeout_ms = 1000;
+        run_clients_from(2);
+        assert_raw_reply(later, "500 Internal Server Error", FALLBACK_500, true, NULL);
+        assert_raw_reply(now, "500 Internal Server Error", FALLBACK_500, true, NULL);
+        ck_assert_int_eq(F.second_reply, -EINVAL);
+        ck_assert_ptr_null(F.kept);
+        settle(200 * USEC_PER_MSEC);
+        ck_assert_uint_eq(F.aborts, 0);
+}
+END_TEST
+
+/* A kept request its owner never answers ends at handler_timeout: the owner hears on_abort,
+ * the client a 500; other requests are not affected. */
+START_TEST(test_handler_timeout) {
+        HttpLimits l = test_limits();
+        Call *hang, *ok;
+
+        l.handler_timeout_usec = 300 * USEC_PER_MSEC;
+        server_restart(&l);
+        hang = raw_add(0, "GET /v1/hang HTTP/1.1\r\nHost: x\r\n\r\n");
+        ok = call_add(1, "GET", "/v1/ok");
+        run_clients_from(2);
+        assert_raw_reply(hang, "500 Internal Server Error",
+                         "{\"error\":{\"code\":\"internal\",\"message\":\"No reply within "
+                         "300 ms\"}}", true, NULL);
+        ck_assert_uint_ge(hang->done_usec - hang->start_usec, 300 * USEC_PER_MSEC);
+        ck_assert_uint_lt(hang->done_usec - hang->start_usec, 2000 * USEC_PER_MSEC);
+        ck_assert_uint_eq(F.aborts, 1);
+        ck_assert_ptr_null(F.kept);
+        ck_assert_int_eq(ok->status, 200);
+}
+END_TEST
+
 static unsigned hangs;
 
 static void on_hang_abort(HttpRequest *req, void *userdata) {
@@ -1614,10 +1686,12 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_keep_then_fail);
         tcase_add_test(tc, test_peer_credentials);
         tcase_add_test(tc, test_handler_errors);
+        tcase_add_test(tc, test_failed_reply_completes);
         tcase_add_test(tc, test_hostile_heads);
         tcase_add_test(tc, test_body_above_limit_answered);
         tcase_add_test(tc, test_keepalive_pipelined);
         tcase_add_test(tc, test_head_deadline);
+        tcase_add_test(tc, test_handler_timeout);
         tcase_add_test(tc, test_connection_limit);
         tcase_add_test(tc, test_tcp_per_peer_and_auth);
         tcase_add_test(tc, test_buffered_limit);
