@@ -122,8 +122,8 @@ struct HttpConn {
         HttpPeer peer;
         uint64_t deadline;      /* CLOCK_MONOTONIC, of HEAD and LINGER */
         uint64_t last_io;       /* last progress in BODY and WRITE */
-        uint64_t linger_left;
-        uint64_t body_left;     /* Content-Length bytes still to come */
+        uint64_t linger_left;   /* of CONN_LINGER, set with each reply (conn_linger_budget) */
+        uint64_t body_left;     /* Content-Length bytes still to come, of this request */
         HttpHeadScan scan;
         HttpChunked chunked;
         HttpRequest *req;       /* the request being read, handled or answered */
@@ -558,10 +558,27 @@ static int request_new(HttpConn *c, size_t len, HttpRequest **ret, const char **
         return 0;
 }
 
+/* How much of what the client still sends is read and dropped if the connection ends after
+ * the reply being made now: the rest of c->req's declared body (of a Content-Length not yet
+ * read; at most max_body, a larger body is not awaited whole), plus HTTP_LINGER_MAX for what
+ * else may come (pipelined requests, a chunked body, a body of a head that did not parse).
+ * From each request's own framing, never from an earlier one's. */
+static uint64_t conn_linger_budget(const HttpConn *c) {
+        const HttpRequest *req = c->req;
+        uint64_t rest = 0;
+
+        if (req && !req->h.chunked)
+                rest = c->state == CONN_HEAD ? req->h.content_length   /* saturated: no wrap */
+                       : c->state == CONN_BODY ? c->body_left : 0;
+        rest = MIN(rest, c->server->limits.max_body);
+        return rest > UINT64_MAX - HTTP_LINGER_MAX ? UINT64_MAX : rest + HTTP_LINGER_MAX;
+}
+
 /* The request is answered: its reply is in c->out. */
 static void request_replied(HttpRequest *req) {
         HttpConn *c = req->conn;
 
+        c->linger_left = conn_linger_budget(c);
         c->out_done = 0;
         req->replied = true;
         request_release(req);
@@ -683,9 +700,8 @@ static bool conn_may_go_on(const HttpConn *c, const Refusal *rf) {
 }
 
 /* Answers rf; the request, if any, is dropped. Unless the request had no body and rf allows
- * it, the connection ends after the reply, and what the client still sends is dropped: the
- * rest of a declared body (at most max_body + HTTP_LINGER_MAX), else up to HTTP_LINGER_MAX
- * bytes. */
+ * it, the connection ends after the reply, and what the client still sends is dropped (see
+ * conn_linger_budget). */
 static int conn_refuse(HttpConn *c, const Refusal *rf) {
         _cleanup_free_ char *text = error_text(rf->code, rf->message);
         bool go_on = conn_may_go_on(c, rf);
@@ -699,10 +715,9 @@ static int conn_refuse(HttpConn *c, const Refusal *rf) {
         rp.len = strlen(text);
         if (c->req && streq(c->req->h.method, "HEAD"))
                 rp.omit_body = true;
+        c->linger_left = conn_linger_budget(c);
         c->req = request_free(c->req);
         c->close_after = !go_on;
-        c->linger_left = MIN(c->body_left + HTTP_HEAD_MAX,
-                             c->server->limits.max_body + HTTP_LINGER_MAX);
         c->body_left = 0;
         r = reply_render(&rp, &c->out, &c->out_len);
         if (r < 0)
@@ -901,6 +916,7 @@ static int conn_head_complete(HttpConn *c, size_t len) {
         int r;
 
         c->scan = (HttpHeadScan) {};
+        c->body_left = 0;
         r = request_new(c, len, &c->req, &why);
         conn_take_in(c, len);
         if (r < 0)
@@ -1102,8 +1118,6 @@ static int conn_reply_done(HttpConn *c) {
         conn_out_free(c);
         c->req = request_free(c->req);
         if (c->close_after) {
-                if (c->linger_left == 0)
-                        c->linger_left = HTTP_LINGER_MAX;
                 (void) shutdown(c->fd, SHUT_WR);
                 c->state = CONN_LINGER;
                 c->deadline = now_usec(s) + HTTP_LINGER_USEC;
