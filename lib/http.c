@@ -18,11 +18,14 @@
  *          idle_timeout). Once the blank line is in, the head is copied into the request and
  *          parsed; then, in this order: framing (Host, Transfer-Encoding vs Content-Length;
  *          400/501), the listener's auth hook (401), the target (400), the route (404, 405),
- *          the body's size against max_body (413) and against what max_buffered has left
- *          (503 + Retry-After). "Expect: 100-continue" is answered only then.
+ *          the body's size against the route's limit (max_body, or HTTP_NO_BODY_MAX for a
+ *          route that takes no body; 413) and against what max_buffered has left (503 +
+ *          Retry-After). "Expect: 100-continue" is answered only then.
  *  BODY    a Content-Length body is read straight into a buffer of its size; a chunked one is
  *          decoded (http_chunked_decode) and grown within the same limits. The client must
- *          make progress at least every io_timeout.
+ *          make progress at least every io_timeout, and keep up HTTP_BODY_MIN_RATE on average
+ *          after a grace of head_timeout (conn_body_deadline): the room a body holds in
+ *          max_buffered, and its connection, are held for a bounded time only.
  *  HANDLER the route's handler runs once; a kept request waits here for its reply with only
  *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort.
  *  WRITE   the reply (status line, headers, body in one buffer) is written without blocking,
@@ -122,6 +125,7 @@ struct HttpConn {
         HttpPeer peer;
         uint64_t deadline;      /* CLOCK_MONOTONIC, of HEAD and LINGER */
         uint64_t last_io;       /* last progress in BODY and WRITE */
+        uint64_t body_start;    /* when BODY began */
         uint64_t linger_left;   /* of CONN_LINGER, set with each reply (conn_linger_budget) */
         uint64_t body_left;     /* Content-Length bytes still to come, of this request */
         HttpHeadScan scan;
@@ -163,6 +167,7 @@ struct HttpRequest {
         size_t body_len;
         size_t body_alloc;
         uint64_t reserved;      /* of server->buffered */
+        uint64_t max_body;      /* of its route, known once the route is */
         bool in_handler;
         bool kept;
         bool replied;
@@ -844,13 +849,17 @@ static int conn_check_route(HttpConn *c) {
         if (r < 0)
                 return r;
         r = route_find(req);
+        if (r == 0)
+                req->max_body = req->route->takes_body
+                                        ? c->server->limits.max_body
+                                        : MIN(c->server->limits.max_body, (uint64_t) HTTP_NO_BODY_MAX);
         if (r == -ENOENT) {
                 if (asprintf(&message, "No such path: %s", req->h.path) < 0)
                         return -ENOMEM;
                 return conn_refuse(c, &(Refusal) { 404, "not-found", message, NULL, 0, true });
         }
         if (r != -EOPNOTSUPP)
-                return r;
+                return r; /* 0: the route is found */
         if (route_allow(req, &allow) < 0 ||
             asprintf(&message, "Method %s is not allowed here (allowed: %s)", req->h.method,
                      allow) < 0)
@@ -859,8 +868,12 @@ static int conn_check_route(HttpConn *c) {
 }
 
 static int conn_refuse_too_large(HttpConn *c) {
+        if (!c->req->route->takes_body)
+                return conn_refusef(c, 413, "too-large", "%s %s takes no request body (one of at "
+                                    "most %" PRIu64 " bytes is ignored)", c->req->h.method,
+                                    c->req->route->pattern, c->req->max_body);
         return conn_refusef(c, 413, "too-large", "Request body is larger than %" PRIu64 " bytes",
-                            c->server->limits.max_body);
+                            c->req->max_body);
 }
 
 static int conn_refuse_busy(HttpConn *c) {
@@ -885,7 +898,7 @@ static int conn_body_begin(HttpConn *c) {
         }
         /* Known before the refusal: what is still to come is dropped while closing. */
         c->body_left = len;
-        if (len > c->server->limits.max_body)
+        if (len > req->max_body)
                 return conn_refuse_too_large(c);
         if (len == 0)
                 return 0;
@@ -938,7 +951,7 @@ static int conn_head_complete(HttpConn *c, size_t len) {
                         return r;
         }
         c->state = CONN_BODY;
-        c->last_io = now_usec(c->server);
+        c->body_start = c->last_io = now_usec(c->server);
         return STEP_NEXT;
 }
 
@@ -1005,10 +1018,10 @@ static int conn_read_length(HttpConn *c) {
         return conn_dispatch(c);
 }
 
-/* Appends n decoded bytes of a chunked body: -EFBIG above max_body, -ENOBUFS beyond
+/* Appends n decoded bytes of a chunked body: -EFBIG above the route's limit, -ENOBUFS beyond
  * max_buffered. */
 static int body_append(HttpRequest *req, const char *data, size_t n) {
-        uint64_t max = req->server->limits.max_body;
+        uint64_t max = req->max_body;
         size_t need = req->body_len + n + 1, size;
         uint8_t *b;
 
@@ -1193,9 +1206,29 @@ static int conn_process(HttpConn *c) {
 
 /* ---- events ------------------------------------------------------------------------------ */
 
+/* When a body must be in as far as it is: after a grace of head_timeout from its start, at
+ * least HTTP_BODY_MIN_RATE bytes a second on average (decoded bytes, for chunked). So a body
+ * of n bytes is in by head_timeout + n / HTTP_BODY_MIN_RATE after its head, or dropped; a
+ * client trickling it (a byte every io_timeout) loses its connection after the grace. */
+static uint64_t conn_body_deadline(const HttpConn *c) {
+        uint64_t n = c->req->body_len, allowed;
+
+        if (n / HTTP_BODY_MIN_RATE > UINT64_MAX / USEC_PER_SEC / 4)
+                return UINT64_MAX;
+        allowed = n / HTTP_BODY_MIN_RATE * USEC_PER_SEC +
+                  n % HTTP_BODY_MIN_RATE * USEC_PER_SEC / HTTP_BODY_MIN_RATE;
+        return c->body_start + c->server->limits.head_timeout_usec + allowed;
+}
+
+/* BODY and WRITE: the next pause that is too long, or (BODY) the body's rate deadline. */
+static uint64_t conn_progress_deadline(const HttpConn *c) {
+        uint64_t d = c->last_io + c->server->limits.io_timeout_usec;
+
+        return c->state == CONN_BODY ? MIN(d, conn_body_deadline(c)) : d;
+}
+
 /* The io events and the deadline of the connection's state. */
 static void conn_update(HttpConn *c) {
-        const HttpLimits *l = &c->server->limits;
         uint32_t events = EPOLLIN;
         uint64_t deadline = c->deadline;
 
@@ -1205,10 +1238,10 @@ static void conn_update(HttpConn *c) {
                 break;
         case CONN_WRITE:
                 events = EPOLLOUT;
-                deadline = c->last_io + l->io_timeout_usec;
+                deadline = conn_progress_deadline(c);
                 break;
         case CONN_BODY:
-                deadline = c->last_io + l->io_timeout_usec;
+                deadline = conn_progress_deadline(c);
                 break;
         default:
                 break;
@@ -1295,7 +1328,7 @@ static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         }
         /* Progress deadlines are moved lazily: a step only notes the time of its progress. */
         if ((c->state == CONN_BODY || c->state == CONN_WRITE) &&
-            c->last_io + l->io_timeout_usec > now_usec(c->server)) {
+            conn_progress_deadline(c) > now_usec(c->server)) {
                 conn_update(c);
                 return 0;
         }
@@ -1303,7 +1336,9 @@ static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
                 conn_send_timeout(c);
         log_debug("HTTP connection timed out (%s), closing it.",
                   c->state == CONN_HEAD ? (c->idle ? "idle" : "request head")
-                  : c->state == CONN_LINGER ? "closing" : "no progress");
+                  : c->state == CONN_LINGER ? "closing"
+                  : c->state == CONN_BODY && c->last_io + l->io_timeout_usec > now_usec(c->server)
+                          ? "body slower than the minimum rate" : "no progress");
         conn_free(c);
         return 0;
 }

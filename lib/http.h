@@ -27,6 +27,8 @@ typedef struct HttpRoute {
         const char *method;     /* "GET", "POST", "DELETE" */
         const char *pattern;    /* "/v1/jobs/{id}/stdout": {name} matches one non-empty segment */
         HttpHandler handler;
+        bool takes_body;        /* a body of up to max_body; false: one of up to HTTP_NO_BODY_MAX
+                                 * bytes is read and ignored, a larger one gets 413 */
 } HttpRoute;
 
 /* What a server lets requests and clients cost; http_limits_default() fills in the defaults
@@ -40,7 +42,8 @@ typedef struct HttpLimits {
         uint64_t head_timeout_usec;     /* for a complete request head, from the connection's
                                          * start or a request's first byte; then 408, closed */
         uint64_t io_timeout_usec;       /* longest pause inside a body, or while the client
-                                         * does not take its reply: then closed */
+                                         * does not take its reply: then closed (a body also
+                                         * has its rate, HTTP_BODY_MIN_RATE) */
         uint64_t idle_timeout_usec;     /* an idle keep-alive connection is closed after it */
         uint64_t handler_timeout_usec;  /* a kept request still unanswered this long after its
                                          * handler ran: on_abort, then 500 `internal`, closed.
@@ -57,6 +60,14 @@ typedef struct HttpLimits {
 /* Above the longest wait of any route: a results wait (3600 s) and its Redis round trips
  * (each at most redis_timeout, 10 min at most). */
 #define HTTP_HANDLER_TIMEOUT_DEFAULT_USEC (2 * 3600 * USEC_PER_SEC)
+/* The body of a request to a route that takes none (GET, DELETE, …): at most this many bytes,
+ * read and ignored (a client that sends "{}" anyway is served). */
+#define HTTP_NO_BODY_MAX 4096U
+/* A body must arrive at an average of at least this many bytes a second, after a grace of
+ * head_timeout from its head: n bytes of it by head_timeout + n / HTTP_BODY_MIN_RATE, else
+ * the connection is closed unanswered. Bounds how long a body holds its room in max_buffered
+ * (and its connection) however it trickles. */
+#define HTTP_BODY_MIN_RATE (UINT64_C(64) * 1024)
 /* A request head is at most HTTP_HEAD_MAX bytes (431), its request line at most HTTP_LINE_MAX
  * (414). */
 #define HTTP_HEAD_MAX 8192U

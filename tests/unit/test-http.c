@@ -235,7 +235,7 @@ static int route_bytes(HttpRequest *req, void *userdata) {
 static const HttpRoute routes[] = {
         { "GET", "/v1/items/{id}/parts/{part}", route_item },
         { "DELETE", "/v1/items/{id}/parts/{part}", route_item_delete },
-        { "POST", "/v1/echo", route_echo },
+        { "POST", "/v1/echo", route_echo, .takes_body = true },
         { "GET", "/v1/wait", route_wait },
         { "GET", "/v1/hang", route_hang },
         { "GET", "/v1/keep-fail", route_keep_fail },
@@ -1339,6 +1339,91 @@ START_TEST(test_error_reply_drained) {
 }
 END_TEST
 
+/* A body that trickles (a byte every 50 ms, well within io_timeout) is dropped at its rate
+ * deadline, a grace of head_timeout (300 ms) after its head with nearly nothing earned by
+ * then, Content-Length and chunked alike; the room it held in max_buffered is free again. */
+START_TEST(test_body_rate) {
+        static const char length[] = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+        static const char chunked[] = "POST /v1/echo HTTP/1.1\r\nHost: x\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n";
+        HttpLimits l = test_limits();
+        int fd[2];
+        uint64_t t0, closed[2] = {};
+        char *full = NULL;
+        Call *later;
+
+        l.max_body = 1000;
+        l.max_buffered = 1001 + 16384; /* the Content-Length body and the chunked one's start */
+        l.head_timeout_usec = 300 * USEC_PER_MSEC;
+        l.io_timeout_usec = 300 * USEC_PER_MSEC;
+        server_restart(&l);
+        fd[0] = connect_to(0);
+        fd[1] = connect_to(0);
+        ck_assert_int_ge(fd[0], 0);
+        ck_assert_int_ge(fd[1], 0);
+        ck_assert_int_eq(send(fd[0], length, strlen(length), MSG_NOSIGNAL), (ssize_t) strlen(length));
+        ck_assert_int_eq(send(fd[1], chunked, strlen(chunked), MSG_NOSIGNAL), (ssize_t) strlen(chunked));
+        t0 = now_usec();
+        while ((!closed[0] || !closed[1]) && now_usec() - t0 < 3 * USEC_PER_SEC) {
+                for (size_t i = 0; i < 2; i++)
+                        if (!closed[i] && peer_closed(fd[i]))
+                                closed[i] = now_usec();
+                        else if (!closed[i])
+                                (void) send(fd[i], i == 0 ? " " : "1\r\n \r\n", i == 0 ? 1 : 6,
+                                            MSG_NOSIGNAL);
+                settle(50 * USEC_PER_MSEC);
+        }
+        for (size_t i = 0; i < 2; i++) {
+                ck_assert_msg(closed[i], "body %zu still taken after 3 s of trickling", i);
+                ck_assert_uint_ge(closed[i] - t0, 250 * USEC_PER_MSEC);
+                ck_assert_uint_lt(closed[i] - t0, 1500 * USEC_PER_MSEC);
+                close(fd[i]);
+        }
+        ck_assert_uint_eq(F.echo_calls, 0);
+        ck_assert_int_ge(asprintf(&full, "%s[1%997s]", length, ""), 0);
+        later = raw_add(0, full);
+        run_clients_from(1);
+        ck_assert(strncmp(later->response ?: "", "HTTP/1.1 200 OK\r\n", 17) == 0);
+        ck_assert_uint_eq(F.echo_calls, 1);
+        free(full);
+}
+END_TEST
+
+/* A route that takes no body ignores a small one and refuses a larger one with 413 before it
+ * is read, whatever its framing; a route that takes one gets up to max_body. */
+START_TEST(test_no_body_routes) {
+        HttpLimits l = test_limits();
+        static char big[5000];
+        Call *small, *large, *chunked, *echo;
+        char *m;
+
+        l.max_body = 100000;
+        server_restart(&l);
+        memset(big, ' ', sizeof(big));
+        memcpy(big, "[2]", 3);
+        small = call_add_body(0, "GET", "/v1/ok", "{}", 2);
+        large = call_add_body(0, "GET", "/v1/ok", big, HTTP_NO_BODY_MAX + 1);
+        large->header = "Expect:";
+        chunked = call_add_body(0, "DELETE", "/v1/items/a/parts/b", big, sizeof(big));
+        chunked->chunked = true;
+        echo = call_add_body(0, "POST", "/v1/echo", big, sizeof(big));
+        echo->header = "Expect:";
+        run_clients();
+        ck_assert_int_eq(small->status, 200);
+        ck_assert_str_eq(small->response, "{\"ok\":true}");
+        m = assert_error(large, 413, "too-large");
+        ck_assert_str_eq(m, "GET /v1/ok takes no request body (one of at most 4096 bytes is "
+                         "ignored)");
+        free(m);
+        m = assert_error(chunked, 413, "too-large");
+        ck_assert_str_eq(m, "DELETE /v1/items/{id}/parts/{part} takes no request body (one of at "
+                         "most 4096 bytes is ignored)");
+        free(m);
+        ck_assert_int_eq(echo->status, 200);
+        ck_assert_str_eq(echo->response, "[2]");
+}
+END_TEST
+
 static unsigned hangs;
 
 static void on_hang_abort(HttpRequest *req, void *userdata) {
@@ -1759,6 +1844,8 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_connection_limit);
         tcase_add_test(tc, test_tcp_per_peer_and_auth);
         tcase_add_test(tc, test_buffered_limit);
+        tcase_add_test(tc, test_body_rate);
+        tcase_add_test(tc, test_no_body_routes);
         tcase_add_test(tc, test_expect_continue);
         tcase_add_test(tc, test_listen_fd_activated);
         tcase_add_test(tc, test_listen_fd_names);
