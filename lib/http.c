@@ -27,7 +27,10 @@
  *          after a grace of head_timeout (conn_body_deadline): the room a body holds in
  *          max_buffered, and its connection, are held for a bounded time only.
  *  HANDLER the route's handler runs once; a kept request waits here for its reply with only
- *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort.
+ *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort, and so does
+ *          a request still unanswered at handler_timeout (then 500). A reply that cannot be
+ *          made still completes the request (a static 500, the connection ends), so on_abort
+ *          never follows a reply or an attempt at one.
  *  WRITE   the reply (status line, headers, body in one buffer) is written without blocking,
  *          from the connection's own io source (also for replies made from other sources).
  *          Then the next request is read from what is left in conn->in (keep-alive), or:
@@ -479,7 +482,8 @@ static char *error_text(const char *code, const char *message) {
 /* The reply of last resort, for a request whose reply could not be made (out of memory, a
  * body that could not be rendered): static, so that sending it needs no memory, and ending
  * the connection. RFC 9110 lets a 500 go without Date. */
-#define FALLBACK_BODY "{\"error\":{\"code\":\"internal\",\"message\":\"The reply could not be made\"}}"
+#define FALLBACK_BODY "{\"error\":{\"code\":\"internal\"," \
+                      "\"message\":\"The reply could not be made\"}}"
 #define FALLBACK_HEAD "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n" \
                       "Content-Length: 69\r\nConnection: close\r\n\r\n"
 _Static_assert(sizeof(FALLBACK_BODY) - 1 == 69, "update FALLBACK_HEAD's Content-Length");
@@ -850,9 +854,8 @@ static int conn_check_route(HttpConn *c) {
                 return r;
         r = route_find(req);
         if (r == 0)
-                req->max_body = req->route->takes_body
-                                        ? c->server->limits.max_body
-                                        : MIN(c->server->limits.max_body, (uint64_t) HTTP_NO_BODY_MAX);
+                req->max_body = MIN(c->server->limits.max_body,
+                                    req->route->takes_body ? UINT64_MAX : HTTP_NO_BODY_MAX);
         if (r == -ENOENT) {
                 if (asprintf(&message, "No such path: %s", req->h.path) < 0)
                         return -ENOMEM;
