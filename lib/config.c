@@ -938,6 +938,8 @@ static const ConfigItem queue_schema[] = {
           .max = 1 << 20 },
         { "limit_file_size", CONFIG_SIZE, Q(limit_file_size), .def = GIB(1), .min = 0,
           .max = UINT64_C(1) << 50, .infinity = true },
+        { "limit_work_dir", CONFIG_SIZE, Q(limit_work_dir), .def = GIB(1), .min = MIB(1),
+          .max = UINT64_C(1) << 50, .infinity = true },
         { "network", CONFIG_BOOL, Q(network), .def = true },
         { "private_ipc", CONFIG_BOOL, Q(private_ipc), .def = false },
         { "private_tmp", CONFIG_BOOL, Q(private_tmp), .def = false },

@@ -89,6 +89,8 @@ typedef struct QueueConfig {
         uint64_t limit_processes;   /* "limit_processes", RLIMIT_NPROC (per user), default 512 */
         uint64_t limit_open_files;  /* "limit_open_files", RLIMIT_NOFILE, default 1024 */
         uint64_t limit_file_size;   /* "limit_file_size", RLIMIT_FSIZE, default 1G */
+        uint64_t limit_work_dir;    /* "limit_work_dir", size of the tmpfs that is the job's
+                                     * working directory, default 1G; UINT64_MAX: none */
         /* Namespaces. */
         bool network;               /* "network", default true; false: an empty network
                                      * namespace with only loopback */

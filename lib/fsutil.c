@@ -50,8 +50,7 @@ static int rm_entry(int dirfd, const char *name, dev_t dev, unsigned depth) {
         return r;
 }
 
-/* Removes everything in the directory fd (which it closes). */
-static int rm_children(int fd, dev_t dev, unsigned depth) {
+int dir_for_each(int fd, int (*f)(int dirfd, const char *name, void *userdata), void *userdata) {
         DIR *d = fdopendir(fd);
         struct dirent *de;
         int r = 0;
@@ -66,7 +65,7 @@ static int rm_children(int fd, dev_t dev, unsigned depth) {
 
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
-                k = rm_entry(dirfd(d), de->d_name, dev, depth);
+                k = f(dirfd(d), de->d_name, userdata);
                 if (k < 0 && r >= 0)
                         r = k;
         }
@@ -74,6 +73,22 @@ static int rm_children(int fd, dev_t dev, unsigned depth) {
                 r = -errno;
         closedir(d);
         return r;
+}
+
+typedef struct RmContext {
+        dev_t dev;
+        unsigned depth;
+} RmContext;
+
+static int rm_one(int dirfd, const char *name, void *userdata) {
+        const RmContext *c = userdata;
+
+        return rm_entry(dirfd, name, c->dev, c->depth);
+}
+
+/* Removes everything in the directory fd (which it closes). */
+static int rm_children(int fd, dev_t dev, unsigned depth) {
+        return dir_for_each(fd, rm_one, &(RmContext){ dev, depth });
 }
 
 int rm_rf_at(int dirfd, const char *name) {

@@ -13,6 +13,10 @@ int mkdir_parents(const char *path, mode_t mode);
  * name does not exist. Directory trees deeper than 256 levels fail with -ELOOP. */
 int rm_rf_at(int dirfd, const char *name);
 
+/* Calls f for each entry of the directory fd (which it takes and closes) but "." and "..".
+ * Returns 0, or the first error of f or of reading (-errno); every entry is visited anyway. */
+int dir_for_each(int fd, int (*f)(int dirfd, const char *name, void *userdata), void *userdata);
+
 /* Sends one message of data (len bytes) carrying fd (SCM_RIGHTS) over the socket sock.
  * 0 or -errno. No allocation: safe in a child that shares its parent's memory. */
 int fd_send(int sock, int fd, const void *data, size_t len);

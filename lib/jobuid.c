@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -37,6 +38,63 @@ struct JobUids {
         int guardian_fd;        /* our end of the channel to the guardian */
         pid_t guardian;
 };
+
+/* ---- what a UID left in the shared temporary directories ---- */
+
+char *const job_uid_shared_dirs[] = { "/tmp", "/var/tmp", "/dev/shm", NULL };
+
+typedef struct Sweep {
+        uid_t uid;
+        bool descend;
+        unsigned removed;
+} Sweep;
+
+/* Removes the entry name of dirfd when the UID owns it; descends once into world-writable
+ * directories others own (such as /tmp/.X11-unix), where the UID may have written too. */
+static int sweep_entry(int dirfd, const char *name, void *userdata) {
+        Sweep *w = userdata;
+        struct stat st;
+        int r, fd;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return 0; /* gone meanwhile */
+        if (st.st_uid == w->uid) {
+                r = rm_rf_at(dirfd, name);
+                if (r >= 0)
+                        w->removed++;
+                return r == -ENOENT ? 0 : r;
+        }
+        if (!w->descend || !S_ISDIR(st.st_mode) || !(st.st_mode & S_IWOTH))
+                return 0;
+        fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        w->descend = false;
+        r = dir_for_each(fd, sweep_entry, w);
+        w->descend = true;
+        return r;
+}
+
+int job_uid_sweep(char *const *dirs, uid_t uid, unsigned *ret_removed) {
+        Sweep w = { .uid = uid, .descend = true };
+        int r = 0;
+
+        if (uid == 0)
+                return -EINVAL;
+        for (char *const *p = dirs; *p; p++) {
+                int fd = open(*p, O_RDONLY | O_DIRECTORY | O_CLOEXEC), k;
+
+                if (fd < 0)
+                        k = errno == ENOENT ? 0 : -errno;
+                else
+                        k = dir_for_each(fd, sweep_entry, &w);
+                if (k < 0 && r >= 0)
+                        r = k;
+        }
+        if (ret_removed)
+                *ret_removed = w.removed;
+        return r;
+}
 
 /* ---- killing every process of a UID ---- */
 
@@ -244,8 +302,11 @@ static int grow(JobUids *u, uid_t *ret) {
                         continue;
                 if (r < 0)
                         return r;
-                /* Whatever a previous holder left (its guardian killed too) dies first. */
+                /* Whatever a previous holder left (its guardian killed too) dies first, and
+                 * what it left in the temporary directories is removed. */
                 r = job_uid_reap(uid);
+                if (r >= 0)
+                        (void) job_uid_sweep(job_uid_shared_dirs, uid, NULL);
                 if (r >= 0)
                         r = guardian_send(u, uid, fd);
                 if (r < 0) {

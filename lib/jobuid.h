@@ -38,3 +38,12 @@ void job_uids_release(JobUids *u, uid_t uid);
  * pass that a concurrent fork cannot escape. Returns 0 or -errno. Never call it with a UID
  * that is not a job's own (0 would be everything). */
 int job_uid_reap(uid_t uid);
+
+/* The world-writable directories every job shares unless private_tmp: /tmp, /var/tmp,
+ * /dev/shm (NULL-terminated). */
+extern char *const job_uid_shared_dirs[];
+/* Removes what uid owns at the top of each of dirs and in the world-writable directories
+ * directly under them (without following symbolic links or leaving their file systems), once
+ * no process of uid is left (job_uid_reap). The count of entries removed in *ret_removed.
+ * Returns 0 or the first error (-errno); what could be removed is. -EINVAL for uid 0. */
+int job_uid_sweep(char *const *dirs, uid_t uid, unsigned *ret_removed);

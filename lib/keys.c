@@ -14,7 +14,7 @@ int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret) {
         struct {
                 char **field;
                 const char *suffix;
-        } table[8 + 3];
+        } table[8 + 6];
         size_t n = 0;
 
         k = calloc(1, sizeof(*k));
@@ -32,6 +32,9 @@ int queue_keys_new(const char *prefix, const char *queue, QueueKeys **ret) {
         K(job_prefix, "job:");
         K(proc_prefix, "proc:");
         K(batch_prefix, "batch:");
+        K(staged_prefix, "staged:");
+        K(staging, "staging");
+        K(delivering, "delivering");
 #undef K
         for (size_t i = 0; i < n; i++) {
                 *table[i].field = key_cat(base, table[i].suffix);
@@ -56,6 +59,9 @@ QueueKeys *queue_keys_free(QueueKeys *k) {
         free(k->job_prefix);
         free(k->proc_prefix);
         free(k->batch_prefix);
+        free(k->staged_prefix);
+        free(k->staging);
+        free(k->delivering);
         free(k);
         return NULL;
 }
@@ -70,6 +76,10 @@ char *queue_key_proc(const QueueKeys *k, const char *worker_id) {
 
 char *queue_key_batch(const QueueKeys *k, const char *batch_id) {
         return key_cat(k->batch_prefix, batch_id);
+}
+
+char *queue_key_staged(const QueueKeys *k, const char *batch_id) {
+        return key_cat(k->staged_prefix, batch_id);
 }
 
 char *queue_key_job_n(const QueueKeys *k, const char *id, size_t len, size_t *ret_len) {

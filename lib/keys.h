@@ -10,6 +10,9 @@ typedef struct QueueKeys {
         char *job_prefix;     /* "P:{q}:job:" */
         char *proc_prefix;    /* "P:{q}:proc:" */
         char *batch_prefix;   /* "P:{q}:batch:" */
+        char *staged_prefix;  /* "P:{q}:staged:": a batch's staged job ids, in order */
+        char *staging;        /* "P:{q}:staging": batches being staged, by their last step */
+        char *delivering;     /* "P:{q}:delivering": committed batches not yet all in ready */
 } QueueKeys;
 
 /* A worker waiting for jobs blocks in BLMOVE at most this long and then issues it again, so a
@@ -27,6 +30,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(QueueKeys *, queue_keys_free);
 char *queue_key_job(const QueueKeys *k, const char *id);
 char *queue_key_proc(const QueueKeys *k, const char *worker_id);
 char *queue_key_batch(const QueueKeys *k, const char *batch_id);
+char *queue_key_staged(const QueueKeys *k, const char *batch_id);
 /* The job key of an id of len bytes as Redis holds it (it may contain NUL: the key is
  * NUL-terminated for convenience and *ret_len is its length). */
 char *queue_key_job_n(const QueueKeys *k, const char *id, size_t len, size_t *ret_len);

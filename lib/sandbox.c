@@ -35,9 +35,11 @@ struct SandboxHost {
         int userns_fd;          /* unprivileged mode: the worker's own user namespace, or -1 */
         int netns_fd;           /* the empty network namespace (loopback up), or -1 */
         bool ns_ok;             /* IPC and mount namespaces can be made (privileged or userns) */
+        bool own_mounts;        /* privileged: this process has a mount namespace of its own,
+                                 * so the tmpfs it mounts on job directories vanish with it */
         bool notify_ok;         /* a seccomp listener can be installed */
         int channel[2];         /* [0]: the worker receives listeners, [1]: children send */
-        int netns_error, ns_error, notify_error; /* why not, as positive errno */
+        int netns_error, ns_error, notify_error, mounts_error; /* why not, as positive errno */
         char *describe;
 };
 
@@ -58,6 +60,10 @@ struct Sandbox {
         gid_t gid;
         bool join_userns, join_netns, private_ipc, private_tmp;
         char tmp_options[64];
+        uint64_t work_dir_limit;   /* the worker mounts a tmpfs of this size on each job's
+                                    * directory (0: none, or work_dir_in_child) */
+        bool work_dir_in_child;    /* unprivileged: the child mounts it in its own namespace */
+        char work_options[64];
         uint64_t limit_cpu_usec, limit_memory;
         char **warnings;
 };
@@ -265,6 +271,17 @@ static int notify_probe(void) {
         return 0;
 }
 
+/* This process (the worker) moves into a mount namespace of its own, every mount a slave of
+ * the host's: what it mounts on job directories is seen by nobody else and vanishes with it,
+ * however it ends. */
+static int own_mount_namespace(void) {
+        if (unshare(CLONE_NEWNS) < 0)
+                return -errno;
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
 static void host_probe_namespaces(SandboxHost *h) {
         int r;
 
@@ -279,6 +296,9 @@ static void host_probe_namespaces(SandboxHost *h) {
                 r = probe_in_child(probe_private_namespaces);
                 h->ns_ok = r >= 0;
                 h->ns_error = r < 0 ? -r : 0;
+                r = own_mount_namespace();
+                h->own_mounts = r >= 0;
+                h->mounts_error = r < 0 ? -r : 0;
                 return;
         }
         r = userns_make(h);
@@ -294,13 +314,18 @@ static void host_probe_namespaces(SandboxHost *h) {
 static int host_describe(SandboxHost *h) {
         int k = asprintf(&h->describe,
                          "%s; network namespace: %s%s; IPC and mount namespaces: %s%s; "
-                         "seccomp violations: %s%s",
+                         "job directories: %s%s; seccomp violations: %s%s",
                          h->privileged ? "privileged (jobs switch to their queue's user)"
                                        : "unprivileged (jobs run as the worker's user)",
                          h->netns_fd >= 0 ? (h->userns_fd >= 0 ? "yes (in a user namespace)" : "yes")
                                           : "unavailable: ",
                          h->netns_fd >= 0 ? "" : strerror(h->netns_error),
                          h->ns_ok ? "yes" : "unavailable: ", h->ns_ok ? "" : strerror(h->ns_error),
+                         h->own_mounts ? "bounded (a tmpfs mounted by the worker)"
+                         : h->ns_ok    ? "bounded (a tmpfs in each job's mount namespace)"
+                                       : "unbounded: ",
+                         h->own_mounts || h->ns_ok ? ""
+                         : strerror(h->privileged ? h->mounts_error : h->ns_error),
                          h->notify_ok ? "reported with the call's name"
                                       : "killed by the kernel, call unknown: ",
                          h->notify_ok ? "" : strerror(h->notify_error));
@@ -385,6 +410,26 @@ static int layer_unavailable(Sandbox *s, const QueueConfig *q, const char *layer
         return strv_push(&s->warnings, w);
 }
 
+/* limit_work_dir: a tmpfs of that size is each job's directory, mounted by a privileged worker
+ * in its own mount namespace, else by the child in a mount namespace of its own. */
+static int sandbox_work_dir(Sandbox *s, const QueueConfig *q, char **ret_error) {
+        const SandboxHost *h = s->host;
+
+        if (q->limit_work_dir == UINT64_MAX)
+                return 0;
+        if (h->own_mounts)
+                s->work_dir_limit = q->limit_work_dir;
+        else if (h->ns_ok && !h->privileged)
+                s->work_dir_in_child = true;
+        else
+                return layer_unavailable(s, q, "limit_work_dir (a tmpfs as the job's directory)",
+                                         strerror(h->privileged ? h->mounts_error : h->ns_error),
+                                         ret_error);
+        snprintf(s->work_options, sizeof(s->work_options), "size=%" PRIu64 ",mode=0700",
+                 q->limit_work_dir);
+        return 0;
+}
+
 static int sandbox_namespaces(Sandbox *s, const QueueConfig *q, char **ret_error) {
         const SandboxHost *h = s->host;
         int r = 0;
@@ -404,7 +449,11 @@ static int sandbox_namespaces(Sandbox *s, const QueueConfig *q, char **ret_error
         s->private_tmp = q->private_tmp && h->ns_ok;
         snprintf(s->tmp_options, sizeof(s->tmp_options), "size=%" PRIu64 ",mode=1777",
                  q->private_tmp_size);
-        s->join_userns = h->userns_fd >= 0 && (s->join_netns || s->private_ipc || s->private_tmp);
+        r = sandbox_work_dir(s, q, ret_error);
+        if (r < 0)
+                return r;
+        s->join_userns = h->userns_fd >= 0 && (s->join_netns || s->private_ipc || s->private_tmp ||
+                                               s->work_dir_in_child);
         return 0;
 }
 
@@ -591,6 +640,32 @@ uint64_t sandbox_limit_memory(const Sandbox *s) {
         return s->limit_memory;
 }
 
+uint64_t sandbox_work_dir_limit(const Sandbox *s) {
+        return s->work_dir_limit;
+}
+
+int sandbox_work_dir_mount(const Sandbox *s, int dirfd, const char *name, uid_t uid, gid_t gid) {
+        char options[96], path[32];
+        _cleanup_close_ int fd = -EBADF;
+
+        if (s->work_dir_limit == 0)
+                return 0;
+        /* By descriptor: the mount lands on the directory just made, whatever its path. */
+        fd = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        snprintf(options, sizeof(options), "size=%" PRIu64 ",mode=0700,uid=%u,gid=%u",
+                 s->work_dir_limit, (unsigned) uid, (unsigned) gid);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options) < 0)
+                return -errno;
+        return 1;
+}
+
+int sandbox_work_dir_unmount(const char *path) {
+        return umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
+}
+
 /* ---- in the child: system calls only ---- */
 
 void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]) {
@@ -608,20 +683,47 @@ void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]) {
                         return -errno;  \
         } while (0)
 
-static int child_namespaces(const Sandbox *s, uid_t uid, gid_t gid, pid_t parent,
-                            const char **ret_step) {
+/* A private tmpfs on path; a path this host does not have is left alone. */
+static int mount_tmp(const Sandbox *s, const char *path) {
+        if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, s->tmp_options) < 0 &&
+            errno != ENOENT)
+                return -1;
+        return 0;
+}
+
+static int child_mounts(const Sandbox *s, const char *cwd, const char **ret_step) {
+        if (!s->private_tmp && !s->work_dir_in_child)
+                return 0;
+        STEP("unshare(mount namespace)", unshare(CLONE_NEWNS));
+        STEP("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL));
+        /* The job's directory first: it may be under /tmp, which the next step hides. */
+        if (s->work_dir_in_child && cwd) {
+                STEP("mount a tmpfs on the job's directory (limit_work_dir)",
+                     mount("tmpfs", cwd, "tmpfs", MS_NOSUID | MS_NODEV, s->work_options));
+                STEP("chdir to the working directory", chdir(cwd));
+        }
+        if (s->private_tmp) {
+                STEP("mount a private /tmp", mount("tmpfs", "/tmp", "tmpfs",
+                                                   MS_NOSUID | MS_NODEV, s->tmp_options));
+                STEP("mount a private /var/tmp", mount_tmp(s, "/var/tmp"));
+                STEP("mount a private /dev/shm", mount_tmp(s, "/dev/shm"));
+        }
+        return 0;
+}
+
+static int child_namespaces(const Sandbox *s, const char *cwd, uid_t uid, gid_t gid,
+                            pid_t parent, const char **ret_step) {
+        int r;
+
         if (s->join_userns)
                 STEP("setns(user namespace)", setns(SANDBOX_FD_USERNS, CLONE_NEWUSER));
         if (s->join_netns)
                 STEP("setns(network namespace)", setns(SANDBOX_FD_NETNS, CLONE_NEWNET));
         if (s->private_ipc)
                 STEP("unshare(IPC namespace)", unshare(CLONE_NEWIPC));
-        if (s->private_tmp) {
-                STEP("unshare(mount namespace)", unshare(CLONE_NEWNS));
-                STEP("make mounts private", mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL));
-                STEP("mount a private /tmp", mount("tmpfs", "/tmp", "tmpfs",
-                                                   MS_NOSUID | MS_NODEV, s->tmp_options));
-        }
+        r = child_mounts(s, cwd, ret_step);
+        if (r < 0)
+                return r;
         if (s->switch_user) {
                 STEP("setgroups", setgroups(1, &gid));
                 STEP("setresgid", setresgid(gid, gid, gid));
@@ -638,8 +740,8 @@ static int child_namespaces(const Sandbox *s, uid_t uid, gid_t gid, pid_t parent
         return 0;
 }
 
-int sandbox_child_apply(const Sandbox *s, uint64_t seq, uid_t job_uid, pid_t parent,
-                        bool *ret_listener_sent, const char **ret_step) {
+int sandbox_child_apply(const Sandbox *s, const char *cwd, uint64_t seq, uid_t job_uid,
+                        pid_t parent, bool *ret_listener_sent, const char **ret_step) {
         struct sock_fprog prog;
         int listener, r;
 
@@ -649,7 +751,7 @@ int sandbox_child_apply(const Sandbox *s, uint64_t seq, uid_t job_uid, pid_t par
         }
         for (size_t i = 0; i < s->n_rlimits; i++)
                 STEP("setrlimit", setrlimit(s->rlimits[i].resource, &s->rlimits[i].limit));
-        r = child_namespaces(s, s->job_uids ? job_uid : s->uid,
+        r = child_namespaces(s, cwd, s->job_uids ? job_uid : s->uid,
                              s->job_uids ? (gid_t) job_uid : s->gid, parent, ret_step);
         if (r < 0)
                 return r;

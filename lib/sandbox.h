@@ -6,8 +6,9 @@
  * Order in the child, after spawn.c's own steps (session, PDEATHSIG, fds, working directory):
  *   2. rlimits (core size always 0),
  *   3. namespaces: join the worker's empty network namespace (network = false), a new IPC
- *      namespace (private_ipc), a new mount namespace with a tmpfs on /tmp (private_tmp),
- *      then the job's group and user,
+ *      namespace (private_ipc), a new mount namespace (private_tmp, or limit_work_dir in the
+ *      unprivileged mode) with a tmpfs on the working directory (unprivileged mode) and on
+ *      /tmp, /var/tmp and /dev/shm (private_tmp), then the job's group and user,
  *   4. PR_SET_NO_NEW_PRIVS,
  *   5. the seccomp filter, last, immediately before execve.
  *
@@ -77,6 +78,15 @@ void sandbox_job_user(const Sandbox *s, uid_t *ret_uid, gid_t *ret_gid);
 /* The limits the worker needs to classify a job's end (UINT64_MAX: none). */
 uint64_t sandbox_limit_cpu_usec(const Sandbox *s);
 uint64_t sandbox_limit_memory(const Sandbox *s);
+/* limit_work_dir when the worker bounds job directories itself (0: it does not; the child
+ * may, in its own mount namespace, in the unprivileged mode). */
+uint64_t sandbox_work_dir_limit(const Sandbox *s);
+/* Mounts a tmpfs of sandbox_work_dir_limit() bytes, owned by uid:gid, mode 0700, on the
+ * directory name in dirfd (just made for a job). 1 when mounted, 0 when the worker does not
+ * bound job directories, or -errno. */
+int sandbox_work_dir_mount(const Sandbox *s, int dirfd, const char *name, uid_t uid, gid_t gid);
+/* Detaches what sandbox_work_dir_mount() mounted at path (its contents go with it). */
+int sandbox_work_dir_unmount(const char *path);
 
 /* ---- in the child (no allocation) ---- */
 
@@ -87,8 +97,8 @@ void sandbox_child_fds(const Sandbox *s, int ret_fds[SANDBOX_N_FDS]);
  * parent-death signal is armed again after the user switch). On failure returns -errno
  * and the failed step's name (a static string) in *ret_step. *ret_listener_sent tells whether
  * a listener was sent (false: the filter kills by itself). */
-int sandbox_child_apply(const Sandbox *s, uint64_t seq, uid_t job_uid, pid_t parent,
-                        bool *ret_listener_sent, const char **ret_step);
+int sandbox_child_apply(const Sandbox *s, const char *cwd, uint64_t seq, uid_t job_uid,
+                        pid_t parent, bool *ret_listener_sent, const char **ret_step);
 
 /* ---- in the worker, after the child has exec'd ---- */
 

@@ -11,6 +11,8 @@ static const char *const sources[_SCRIPT_MAX] = {
         [SCRIPT_REQUEUE] = lua_requeue, [SCRIPT_TAKE] = lua_take,
         [SCRIPT_SUBMIT_BATCH] = lua_submit_batch, [SCRIPT_TRIM] = lua_trim,
         [SCRIPT_SET_ASIDE] = lua_set_aside,
+        [SCRIPT_BATCH_STAGE] = lua_batch_stage,     [SCRIPT_BATCH_COMMIT] = lua_batch_commit,
+        [SCRIPT_BATCH_DELIVER] = lua_batch_deliver, [SCRIPT_BATCH_ABANDON] = lua_batch_abandon,
 };
 
 static const char *const shas[_SCRIPT_MAX] = {
@@ -21,6 +23,10 @@ static const char *const shas[_SCRIPT_MAX] = {
         [SCRIPT_REQUEUE] = lua_requeue_sha, [SCRIPT_TAKE] = lua_take_sha,
         [SCRIPT_SUBMIT_BATCH] = lua_submit_batch_sha, [SCRIPT_TRIM] = lua_trim_sha,
         [SCRIPT_SET_ASIDE] = lua_set_aside_sha,
+        [SCRIPT_BATCH_STAGE] = lua_batch_stage_sha,
+        [SCRIPT_BATCH_COMMIT] = lua_batch_commit_sha,
+        [SCRIPT_BATCH_DELIVER] = lua_batch_deliver_sha,
+        [SCRIPT_BATCH_ABANDON] = lua_batch_abandon_sha,
 };
 
 const char *script_source(ScriptId id) {

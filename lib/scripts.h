@@ -15,6 +15,10 @@ typedef enum ScriptId {
         SCRIPT_SUBMIT_BATCH,
         SCRIPT_TRIM,
         SCRIPT_SET_ASIDE,
+        SCRIPT_BATCH_STAGE,
+        SCRIPT_BATCH_COMMIT,
+        SCRIPT_BATCH_DELIVER,
+        SCRIPT_BATCH_ABANDON,
         _SCRIPT_MAX,
 } ScriptId;
 

@@ -76,7 +76,7 @@ static int child_main(void *arg) {
         STEP("set up descriptors", child_fds(p));
         STEP("chdir to the working directory", chdir(p->cwd ? p->cwd : "/"));
         if (p->sandbox) {
-                r = sandbox_child_apply(p->sandbox, a->seq, p->job_uid, a->parent, &sent,
+                r = sandbox_child_apply(p->sandbox, p->cwd, a->seq, p->job_uid, a->parent, &sent,
                                         (const char **) &a->step);
                 a->listener_sent = sent;
                 if (r < 0) {

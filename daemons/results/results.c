@@ -51,6 +51,7 @@ typedef struct Query {
         uint64_t wait_usec;
         size_t pending;
         json_t *acc;
+        json_t *held;            /* a staged job's status while its batch's state is asked */
 } Query;
 
 static void waiters_wake(Results *r, const char *id, bool batch);
@@ -79,6 +80,7 @@ static void query_free(Query *q) {
         if (!q)
                 return;
         json_decref(q->acc);
+        json_decref(q->held);
         free(q->id);
         free(q->what);
         free(q);
@@ -243,6 +245,52 @@ static int query_hgetall(Query *q, char *(*keyf)(const QueueKeys *, const char *
                                   (const char *[]){ "HGETALL", key }, NULL);
 }
 
+/* Answers the status (which it takes), or waits when the query waits and it is not final. */
+static void status_answer(Query *q, json_t *status) {
+        /* Not finished: the gatherer wakes the waiter when it is (or its timeout does). */
+        if (!streq(q->what, "wait"))
+                q->wait_usec = 0;
+        query_reply_or_wait(q, status, status_is_final(status), false);
+}
+
+/* A job of a batch stored in steps (docs/protocol.md): unknown until its batch is committed,
+ * queued from then on until it is delivered to ready. */
+static void on_staged_batch(RedisConn *c, const redisReply *reply, int error, void *userdata) {
+        Query *q = userdata;
+        json_t *status = TAKE_PTR(q->held);
+        const char *state = redis_reply_string(reply, NULL);
+
+        if (!q->req)
+                json_decref(status);
+        else if (error < 0) {
+                json_decref(status);
+                service_reply_unavailable(q->req);
+        } else if (state && streq(state, "committed")) {
+                (void) json_object_set_new(status, "state", json_string("queued"));
+                status_answer(q, status);
+        } else {
+                json_decref(status);
+                http_reply_error(q->req, 404, "not-found", "no job '%s'", q->id);
+        }
+        query_free(q);
+}
+
+static int ask_batch_state(Query *q, json_t *status) {
+        const char *batch = json_string_value(json_object_get(status, "batch"));
+        _cleanup_free_ char *bk = batch ? queue_key_batch(q->results->service->keys[q->queue],
+                                                          batch) : NULL;
+        int r;
+
+        if (!bk)
+                return -ENOMEM;
+        q->held = status;
+        r = redis_command_argv(q->results->service->redis, on_staged_batch, q, 3,
+                               (const char *[]){ "HGET", bk, "state" }, NULL);
+        if (r < 0)
+                q->held = NULL;
+        return r;
+}
+
 static void on_status_record(RedisConn *c, const redisReply *rec, int error, void *userdata) {
         Query *q = userdata;
         Results *r = q->results;
@@ -255,16 +303,20 @@ static void on_status_record(RedisConn *c, const redisReply *rec, int error, voi
                 goto out;
         }
         status = record_to_status(rec, queue_name(r, q->queue), q->id);
+        if (status && streq(json_string_value(json_object_get(status, "state")) ?: "", "staged")) {
+                if (ask_batch_state(q, status) >= 0)
+                        return; /* q goes on */
+                json_decref(status);
+                service_reply_unavailable(q->req);
+                goto out;
+        }
         if (!status)
                 status = status_from_disk(r, q->queue, q->id);
         if (!status) {
                 http_reply_error(q->req, 404, "not-found", "no job '%s'", q->id);
                 goto out;
         }
-        /* Not finished: the gatherer wakes the waiter when it is (or its timeout does). */
-        if (!streq(q->what, "wait"))
-                q->wait_usec = 0;
-        query_reply_or_wait(q, status, status_is_final(status), false);
+        status_answer(q, status);
 out:
         query_free(q);
 }
@@ -418,6 +470,9 @@ static json_t *batch_status(Results *r, const redisReply *rec, size_t qi, const 
         const char *v;
 
         if (!rec || rec->type != REDIS_REPLY_ARRAY || rec->elements == 0)
+                return NULL;
+        /* A batch stored in steps exists once committed (docs/protocol.md). */
+        if ((v = record_get(rec, "state", NULL)) && !streq(v, "committed"))
                 return NULL;
         if ((v = record_get(rec, "total", NULL)))
                 total = atoll(v);

@@ -75,6 +75,7 @@ struct WorkerJob {
         bool fenced;      /* stopped by the fence: recorded as lease-lost */
         unsigned take;    /* jobs the finish in flight takes beyond this job's own slot */
         char *workdir;    /* <work_dir>/<queue>/<id>.<attempt>, made for this attempt, or NULL */
+        uint64_t workdir_limit; /* a tmpfs of this size is mounted on it (limit_work_dir), or 0 */
         uid_t uid;        /* its own account while it runs (jobuid.h), or 0 */
         bool uid_clean;   /* no process of uid is left (the run said so) */
         JobFields ready;  /* WJ_READY: what it runs with (copied from the take's reply) */
@@ -232,8 +233,8 @@ static int job_workdir_make(WorkerJob *j) {
         Worker *w = j->worker;
         uid_t uid;
         gid_t gid;
-
         const char *name;
+        int r;
 
         if (asprintf(&j->workdir, "%s/%s/%s.%s", w->config->work_dir, w->name, j->id,
                      j->attempt) < 0) {
@@ -255,7 +256,10 @@ static int job_workdir_make(WorkerJob *j) {
         if ((uid != geteuid() || gid != getegid()) &&
             fchownat(w->work_dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
                 return -errno;
-        return 0;
+        r = sandbox_work_dir_mount(w->sandbox, w->work_dirfd, name, uid, gid);
+        if (r > 0)
+                j->workdir_limit = sandbox_work_dir_limit(w->sandbox);
+        return MIN(r, 0);
 }
 
 static void job_workdir_remove(WorkerJob *j) {
@@ -263,6 +267,13 @@ static void job_workdir_remove(WorkerJob *j) {
 
         if (!j->workdir)
                 return;
+        if (j->workdir_limit > 0) {
+                r = sandbox_work_dir_unmount(j->workdir);
+                if (r < 0)
+                        log_job_errno(LOG_WARNING, r, &j->log, "Could not unmount the job's "
+                                      "directory %s: %m", j->workdir);
+                j->workdir_limit = 0;
+        }
         r = rm_rf_at(j->worker->work_dirfd, workdir_name(j));
         if (r < 0 && r != -ENOENT)
                 log_job_errno(LOG_WARNING, r, &j->log, "Could not remove the job's directory %s: %m",
@@ -278,6 +289,19 @@ static void job_uid_put(WorkerJob *j) {
                 return;
         if (!j->uid_clean)
                 r = job_uid_reap(j->uid);
+        if (r >= 0) {
+                /* What it left in /tmp, /var/tmp and /dev/shm goes too. */
+                unsigned n = 0;
+                int k = job_uid_sweep(job_uid_shared_dirs, j->uid, &n);
+
+                if (k < 0)
+                        log_job_errno(LOG_WARNING, k, &j->log, "Could not remove everything "
+                                      "the job's account %u left in the temporary directories: "
+                                      "%m", (unsigned) j->uid);
+                else if (n > 0)
+                        log_job(LOG_DEBUG, &j->log, "Removed %u entries the job left in the "
+                                "temporary directories.", n);
+        }
         if (r >= 0)
                 job_uids_release(j->worker->uids, j->uid);
         else
@@ -564,7 +588,7 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
                         .payload_len = payload ? payload_len : 0, .timeout_usec = timeout,
                         .kill_grace_usec = q->kill_grace_usec, .max_output = q->max_output,
                         .devnull_fd = w->devnull_fd, .cwd = j->workdir, .sandbox = w->sandbox,
-                        .job_uid = j->uid },
+                        .job_uid = j->uid, .cwd_limit = j->workdir_limit },
                         on_job_done, j, &j->run, &step);
         if (r < 0) {
                 job_workdir_remove(j);

@@ -7,6 +7,23 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Creates a job's record (docs/protocol.md, "Job record"): state 'queued', or 'staged' for a
+-- batch stored in steps; payload and timeout_us '' (none, the queue's), batch nil or ''.
+local function create_job(jk, state, now, args, payload, timeout, batch)
+  redis.call('HSET', jk, 'v', '1', 'state', state, 'created', now, 'args', args)
+  if payload ~= '' then redis.call('HSET', jk, 'payload', payload) end
+  if timeout ~= '' then redis.call('HSET', jk, 'timeout', timeout) end
+  if batch and batch ~= '' then redis.call('HSET', jk, 'batch', batch) end
+end
+
+-- cmd (LPUSH or RPUSH) of every id of the table ids to key, 1000 at a time (unpack() has a
+-- limit); the list order is the same as one push of them all.
+local function push_all(cmd, key, ids)
+  for i = 1, #ids, 1000 do
+    redis.call(cmd, key, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+end
+
 -- Moves a job into a final state (done, failed, cancelled): counters, its batch, the done
 -- stream that tasad-results follows, and the record's retention.
 local function finalize(jk, id, state, batch, batch_prefix, done, stats, retention)

@@ -5,11 +5,8 @@
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HGET', KEYS[1], 'state') or ''}
 end
-redis.call('HSET', KEYS[1], 'v', '1', 'state', 'queued', 'created', now_ms(), 'args', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'payload', ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'timeout', ARGV[4]) end
+create_job(KEYS[1], 'queued', now_ms(), ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'batch', ARGV[5])
   redis.call('HINCRBY', KEYS[3], 'total', 1)
   redis.call('EXPIRE', KEYS[3], ARGV[6])
 end

@@ -13,19 +13,12 @@ for i = 5, #ARGV, 4 do
   local id = ARGV[i]
   local jk = prefix .. id
   if not check or redis.call('EXISTS', jk) == 0 then
-    redis.call('HSET', jk, 'v', '1', 'state', 'queued', 'created', now, 'args', ARGV[i + 1],
-      'batch', batch)
-    if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'payload', ARGV[i + 2]) end
-    if ARGV[i + 3] ~= '' then redis.call('HSET', jk, 'timeout', ARGV[i + 3]) end
+    create_job(jk, 'queued', now, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], batch)
     created = created + 1
     ids[#ids + 1] = id
-    if #ids == 1000 then  -- unpack() has a limit; LPUSH keeps the order either way
-      redis.call('LPUSH', KEYS[1], unpack(ids))
-      ids = {}
-    end
   end
 end
-if #ids > 0 then redis.call('LPUSH', KEYS[1], unpack(ids)) end
+push_all('LPUSH', KEYS[1], ids)
 if created > 0 then
   redis.call('HINCRBY', KEYS[2], 'total', created)
   redis.call('EXPIRE', KEYS[2], ARGV[3])

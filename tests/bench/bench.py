@@ -54,9 +54,11 @@ MiB = 1024 * 1024
 
 # Targets of issue #5 (this machine, medians of the same run); shown beside the figures.
 # Throughput configurations (policy, slots). "own": the default policy with every job under an
-# account of its own (a queue without `user`); the others run their jobs as root.
+# account of its own (a queue without `user`); the others run their jobs as root. Every job's
+# directory is a tmpfs (limit_work_dir, default 1G) but in "ondisk": the default policy with
+# limit_work_dir = "infinity" (the directory on work_dir's file system).
 THROUGHPUT_CONFIGS = [("default", 2), ("default", 4), ("unconfined", 2), ("unconfined", 4),
-                      ("own", 2)]
+                      ("own", 2), ("ondisk", 2)]
 TARGETS = {
     "throughput_share": 0.85,      # 2 slots, default policy, of the spawn limit
     "latency_started_p50_ms": 1.0,
@@ -259,11 +261,13 @@ class Bench:
     def write_queue(self, name: str, slots: int, policy: str = "default"):
         """A queue running `/bin/true ARG` as root, or with policy "own" (the default policy)
         under an account of its own per job, the default for a queue without `user`."""
-        user = "root"
+        user, extra = "root", {}
         if policy == "own":
             policy, user = "default", None
+        if policy == "ondisk":
+            policy, extra = "default", {"limit_work_dir": "infinity"}
         self.env.write_queue(name, [TRUE, "{args}"], concurrency=slots, policy=policy,
-                             max_args=1, arg_pattern="[0-9]+", timeout="1m", user=user)
+                             max_args=1, arg_pattern="[0-9]+", timeout="1m", user=user, **extra)
 
     def worker(self, queue: str) -> tt.Daemon:
         w = self.env.start_worker(queue, name=f"worker-{queue}",
@@ -591,8 +595,9 @@ def table(rep: dict) -> str:
                 continue
             target = (f"≥ {TARGETS['throughput_share']:.0%}"
                       if (policy, slots) == ("default", 2) else "")
-            what = ("policy default, every job its own account" if policy == "own"
-                    else f"policy {policy}")
+            what = {"own": "policy default, every job its own account",
+                    "ondisk": "policy default, job directory on disk (no tmpfs)"}.get(
+                        policy, f"policy {policy}")
             rows.append((f"end to end, {slots} slots, {what} [jobs/s]",
                          f"{fmt_summary(s)} = {s['share_of_spawn_limit']:.0%}", target))
     lat = rep.get("latency")

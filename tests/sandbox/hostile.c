@@ -27,6 +27,11 @@
  *               kill(-1, SIGKILL); prints one line per attempt: "NAME ok" or "NAME denied: E"
  *   orphan S W  leaves a grandchild (own session, named "tasad-orphan") that sleeps S seconds,
  *               then sleeps W seconds itself
+ *   fill N M    prints its working directory's file system ("fs tmpfs|other SIZE_BYTES"), then
+ *               writes N files of M MiB there; "wrote K" and exit 0, or exit 1 with the error
+ *               at the first failure
+ *   litter NAME [DIR...]  creates NAME in /tmp, /var/tmp, /dev/shm and each DIR, and
+ *               /tmp/NAME.d/sub/file; prints "created PATH" or "failed PATH: ERROR" for each
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -39,6 +44,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +52,8 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -225,6 +233,71 @@ static int do_tmp(int argc, char **argv) {
         return 0;
 }
 
+static int do_fill(int argc, char **argv) {
+        static char block[1 << 20];
+        struct statfs sf;
+        int n, mib;
+
+        if (argc < 4 || statfs(".", &sf) < 0)
+                return 64;
+        n = atoi(argv[2]);
+        mib = atoi(argv[3]);
+        printf("fs %s %llu\n", sf.f_type == 0x01021994 ? "tmpfs" : "other",
+               (unsigned long long) sf.f_blocks * (unsigned long long) sf.f_bsize);
+        memset(block, 'x', sizeof(block));
+        for (int i = 0; i < n; i++) {
+                char name[32];
+                int fd;
+
+                snprintf(name, sizeof(name), "f%d", i);
+                fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (fd < 0) {
+                        printf("wrote %d\nerror: %s\n", i, strerror(errno));
+                        return 1;
+                }
+                for (int k = 0; k < mib; k++)
+                        if (write(fd, block, sizeof(block)) != (ssize_t) sizeof(block)) {
+                                printf("wrote %d\nerror: %s\n", i, strerror(errno));
+                                return 1;
+                        }
+                close(fd);
+        }
+        printf("wrote %d\n", n);
+        return 0;
+}
+
+static void litter_one(const char *path, bool dir) {
+        int r = dir ? mkdir(path, 0700) : open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+        if (r < 0)
+                printf("failed %s: %s\n", path, strerror(errno));
+        else
+                printf("created %s\n", path);
+}
+
+static int do_litter(int argc, char **argv) {
+        static const char *const tops[] = { "/tmp", "/var/tmp", "/dev/shm" };
+        char path[512];
+
+        if (argc < 3)
+                return 64;
+        for (size_t i = 0; i < sizeof(tops) / sizeof(tops[0]); i++) {
+                snprintf(path, sizeof(path), "%s/%s", tops[i], argv[2]);
+                litter_one(path, false);
+        }
+        for (int i = 3; i < argc; i++) {
+                snprintf(path, sizeof(path), "%s/%s", argv[i], argv[2]);
+                litter_one(path, false);
+        }
+        snprintf(path, sizeof(path), "/tmp/%s.d", argv[2]);
+        litter_one(path, true);
+        snprintf(path, sizeof(path), "/tmp/%s.d/sub", argv[2]);
+        litter_one(path, true);
+        snprintf(path, sizeof(path), "/tmp/%s.d/sub/file", argv[2]);
+        litter_one(path, false);
+        return 0;
+}
+
 static int do_victim(int argc, char **argv) {
         static char payload[256];
         ssize_t n = read(0, payload, sizeof(payload) - 1);
@@ -308,6 +381,7 @@ static const struct {
         { "fsize", do_fsize },     { "cpu", do_cpu },       { "fds", do_fds },
         { "env", do_env },         { "ns", do_ns },         { "tmp", do_tmp },
         { "victim", do_victim },   { "spy", do_spy },       { "orphan", do_orphan },
+        { "fill", do_fill },       { "litter", do_litter },
 };
 
 int main(int argc, char **argv) {

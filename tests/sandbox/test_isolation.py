@@ -108,9 +108,9 @@ def test_namespaces(env):
     namespaces, a file in /tmp stays invisible to the host. The same jobs on a queue without
     those keys share the host's namespaces and do connect."""
     hostile = sandboxtest.require_hostile()
-    # A private /tmp hides the host's, and the build directory may be under /tmp (CI clones
-    # there): run a copy from /var/tmp.
-    bindir = Path(tempfile.mkdtemp(prefix="tasad-hostile-", dir="/var/tmp"))
+    # A private /tmp (and /var/tmp) hides the host's, and the build directory may be under
+    # /tmp (CI clones there): run a copy from /var/lib.
+    bindir = Path(tempfile.mkdtemp(prefix="tasad-hostile-", dir="/var/lib"))
     try:
         os.chmod(bindir, 0o755)
         shutil.copy(hostile, bindir / "hostile")
@@ -123,7 +123,10 @@ def namespaces_with(env, hostile: str) -> None:
     env.write_queue("closed", [hostile], user="nobody", policy="network-client", network=False,
                     private_ipc=True, private_tmp=True, concurrency=2)
     env.write_queue("open", [hostile], user="nobody", policy="network-client")
-    env.start_stack("closed", "open")
+    stack = env.start_stack("closed", "open")
+    # A privileged worker has a mount namespace of its own (the tmpfs it mounts on job
+    # directories stay there); jobs of the open queue share it, not one of their own.
+    worker_mnt = os.readlink(f"/proc/{stack['open'].proc.pid}/ns/mnt")
 
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.bind(("127.0.0.1", 0))
@@ -158,7 +161,9 @@ def namespaces_with(env, hostile: str) -> None:
     opened = parse_ns(stdout(env, run(env, "open", "ns")))
     for name in ("net", "ipc", "mnt"):
         check(closed[name] != host_ns(name), f"{name} namespace of the closed queue is the host's")
-        eq(opened[name], host_ns(name), f"{name} namespace of the open queue")
+        eq(opened[name], worker_mnt if name == "mnt" else host_ns(name),
+           f"{name} namespace of the open queue")
+    check(closed["mnt"] != worker_mnt, "the closed queue's job shares its worker's mounts")
     # Two jobs alive at once (a namespace's number is reused once it is gone).
     a, b = env.submit("closed", "ns", "2"), env.submit("closed", "ns", "2")
     both = []

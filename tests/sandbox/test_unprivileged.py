@@ -27,13 +27,15 @@ def open_up_for(env, user: str) -> None:
 
 
 def test_unprivileged_worker_uses_a_user_namespace(env):
-    """worker as nobody, all capabilities dropped: network = false and private_ipc still hold
-    (inside the worker's user namespace), jobs run as nobody, the worker's log says so"""
+    """worker as nobody, all capabilities dropped: network = false, private_ipc and
+    limit_work_dir still hold (inside the worker's user namespace), jobs run as nobody, the
+    worker's log says so"""
     hostile = sandboxtest.require_hostile()
     if not shutil.which("setpriv"):
         raise tasadtest.SkipTest("setpriv (util-linux) is not installed")
     open_up_for(env, "nobody")
-    env.write_queue("unpriv", [hostile], user=None, network=False, private_ipc=True)
+    env.write_queue("unpriv", [hostile], user=None, network=False, private_ipc=True,
+                    limit_work_dir="32M")
     env.start_redis(socket_perm="777")
     env.start_scheduler()
     env.start_results()
@@ -57,6 +59,12 @@ def test_unprivileged_worker_uses_a_user_namespace(env):
     st = run(env, "unpriv", "env")
     check("parent environment not readable" in stdout(env, st),
           "a job running as the worker's own user read the worker's environment")
+    # limit_work_dir without privileges: the job mounts the tmpfs in a mount namespace of its
+    # own (in the worker's user namespace).
+    st = run(env, "unpriv", "fill", "3", "1")
+    expect(st, "done", "exit:0")
+    check(f"fs tmpfs {32 << 20}" in stdout(env, st),
+          f"the job's directory is not a 32 MiB tmpfs: {stdout(env, st)!r}")
     expect(run(env, "unpriv", "ptrace"), "failed", "sandbox-violation", "system call ptrace ")
     expect(run(env, "unpriv", "unshare"), "failed", "sandbox-violation", "system call unshare ")
 

@@ -9,6 +9,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,6 +129,71 @@ START_TEST(test_skips_existing_accounts) {
 }
 END_TEST
 
+/* Makes path (a directory when dir) owned by uid. */
+static void make(const char *base, const char *name, bool dir, uid_t uid) {
+        char path[256];
+
+        snprintf(path, sizeof(path), "%s/%s", base, name);
+        if (dir)
+                ck_assert_int_eq(mkdir(path, 0777), 0);
+        else {
+                int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                ck_assert_int_ge(fd, 0);
+                close(fd);
+        }
+        ck_assert_int_eq(lchown(path, uid, uid), 0);
+}
+
+static bool exists(const char *base, const char *name) {
+        char path[256];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s/%s", base, name);
+        return lstat(path, &st) == 0;
+}
+
+START_TEST(test_sweep_removes_only_the_uids) {
+        const uid_t job = FIRST + 7, other = FIRST + 8;
+        char a[128], b[128], link[256], missing[160];
+        char *dirs[] = { a, b, missing, NULL };
+        unsigned n = 99;
+
+        snprintf(a, sizeof(a), "%s/a", lock_dir);
+        snprintf(b, sizeof(b), "%s/b", lock_dir);
+        snprintf(missing, sizeof(missing), "%s/no-such-dir", lock_dir);
+        ck_assert_int_eq(mkdir(a, 01777), 0);
+        ck_assert_int_eq(mkdir(b, 01777), 0);
+        make(a, "file", false, job);
+        make(a, "tree", true, job);
+        make(a, "tree/deep", true, job);
+        make(a, "tree/deep/f", false, job);
+        make(a, "others", false, other);
+        make(a, "ww", true, 0);
+        ck_assert_int_eq(chmod(strcat(strcpy(link, a), "/ww"), 01777), 0);
+        make(a, "ww/mine", false, job);
+        make(a, "ww/theirs", false, other);
+        make(a, "closed", true, 0);                /* not world-writable: not descended */
+        make(a, "closed/mine", false, job);
+        make(b, "target", false, other);
+        snprintf(link, sizeof(link), "%s/link", b);
+        ck_assert_int_eq(symlink("target", link), 0);
+        ck_assert_int_eq(lchown(link, job, job), 0);
+        make(b, "ww2", true, other);
+        ck_assert_int_eq(chmod(strcat(strcpy(link, b), "/ww2"), 0777), 0);
+        make(b, "ww2/sub", true, 0);
+        ck_assert_int_eq(chmod(strcat(strcpy(link, b), "/ww2/sub"), 0777), 0);
+        make(b, "ww2/sub/mine", false, job); /* two levels down: out of reach */
+
+        ck_assert_int_eq(job_uid_sweep(dirs, job, &n), 0);
+        ck_assert_uint_eq(n, 4); /* a/file, a/tree, a/ww/mine, b/link */
+        ck_assert(!exists(a, "file") && !exists(a, "tree") && !exists(a, "ww/mine"));
+        ck_assert(!exists(b, "link"));
+        ck_assert(exists(a, "others") && exists(a, "ww/theirs") && exists(a, "closed/mine"));
+        ck_assert(exists(b, "target") && exists(b, "ww2/sub/mine"));
+        ck_assert_int_eq(job_uid_sweep(dirs, 0, NULL), -EINVAL);
+}
+END_TEST
+
 static Suite *jobuid_suite(void) {
         Suite *s = suite_create("jobuid");
         TCase *tc = tcase_create("jobuid");
@@ -136,6 +204,7 @@ static Suite *jobuid_suite(void) {
         tcase_add_test(tc, test_reap_kills_only_its_uid);
         tcase_add_test(tc, test_guardian_reaps_after_holder);
         tcase_add_test(tc, test_skips_existing_accounts);
+        tcase_add_test(tc, test_sweep_removes_only_the_uids);
         suite_add_tcase(s, tc);
         return s;
 }

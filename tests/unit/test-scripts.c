@@ -1374,6 +1374,99 @@ START_TEST(test_submit_batch) {
 }
 END_TEST
 
+/* --- batches stored in steps ------------------------------------------------------------------ */
+
+static const char *skey(const char *batch) {
+        return keep(queue_key_staged(k, batch));
+}
+
+/* Two jobs per step: ids i1, i2 (payload on the first). */
+static redisReply *stage(const char *batch, const char *i1, const char *i2) {
+        return SCRIPT(SCRIPT_BATCH_STAGE, 3, bkey(batch), skey(batch), k->staging, k->job_prefix,
+                      batch, i1, ARGS, "in", TIMEOUT, i2, ARGS, "", "");
+}
+
+static redisReply *commit(const char *batch) {
+        return SCRIPT(SCRIPT_BATCH_COMMIT, 4, bkey(batch), skey(batch), k->staging,
+                      k->delivering, batch, RETENTION);
+}
+
+static redisReply *deliver(const char *max) {
+        return SCRIPT(SCRIPT_BATCH_DELIVER, 2, k->delivering, k->ready, k->job_prefix,
+                      k->staged_prefix, max);
+}
+
+static redisReply *abandon(const char *older_ms) {
+        return SCRIPT(SCRIPT_BATCH_ABANDON, 1, k->staging, k->job_prefix, k->batch_prefix,
+                      k->staged_prefix, older_ms, "1");
+}
+
+START_TEST(test_batch_stage_commit_deliver) {
+        submit("x0", "");
+        /* Staged: records exist as 'staged', nothing in ready; an existing id is left alone. */
+        ck_assert_str_eq(rendered(stage("B", "b.0", "x0")), "[\"staged\",1]");
+        ck_assert_str_eq(rendered(stage("B", "b.1", "b.2")), "[\"staged\",2]");
+        /* A retry of the first step (an earlier attempt's) stages nothing twice. */
+        ck_assert_str_eq(rendered(stage("B", "b.0", "x0")), "[\"staged\",0]");
+        ck_assert_str_eq(hash_masked(jkey("b.0"), TIMES),
+                         "args=4:echo,5:hello, batch=B created=* payload=in state=staged "
+                         "timeout=5000000 v=1");
+        ck_assert_str_eq(list(k->ready), "x0");
+        ck_assert_str_eq(list(skey("B")), "b.0 b.1 b.2");
+        ck_assert_str_eq(hash(bkey("B")), "state=staging");
+        ck_assert_int_eq(CMD_INT("ZCARD", k->staging), 1);
+        /* A staged job of an uncommitted batch is unknown to cancel. */
+        ck_assert_str_eq(rendered(cancel("b.1")), "[\"missing\"]");
+        /* Commit: visible whole, counted once; a second commit says so. */
+        ck_assert_str_eq(rendered(commit("B")), "[\"committed\",3,1]");
+        ck_assert_str_eq(rendered(commit("B")), "[\"committed\",3,0]");
+        ck_assert_str_eq(rendered(stage("B", "b.9", "b.8")), "[\"committed\"]");
+        ck_assert_str_eq(hash(bkey("B")), "state=committed total=3");
+        ck_assert_retention(bkey("B"));
+        ck_assert_int_eq(CMD_INT("ZCARD", k->staging), 0);
+        ck_assert_int_eq(CMD_INT("EXISTS", jkey("b.9")), 0);
+        /* Cancelled after the commit, before delivery: final at once, never delivered. */
+        ck_assert_str_eq(rendered(cancel("b.1")), "[\"cancelled\"]");
+        ck_assert_str_eq(hash(bkey("B")), "cancelled=1 state=committed total=3");
+        /* Delivered in steps, in order, FIFO behind what was ready. */
+        ck_assert_str_eq(rendered(deliver("1")), "[1,1]");
+        ck_assert_str_eq(list(k->ready), "b.0 x0");
+        ck_assert_str_eq(rendered(deliver("5")), "[1,0]");
+        ck_assert_str_eq(list(k->ready), "b.2 b.0 x0");
+        ck_assert_str_eq(hget(jkey("b.2"), "state"), "queued");
+        ck_assert_str_eq(hget(jkey("b.1"), "state"), "cancelled");
+        ck_assert_int_eq(CMD_INT("EXISTS", skey("B")), 0);
+        ck_assert_str_eq(rendered(deliver("5")), "[0,0]");
+        /* A batch stored whole (submit_batch) counts as committed too. */
+        CMD_OK("HSET", bkey("W"), "total", "1");
+        ck_assert_str_eq(rendered(stage("W", "w.0", "w.1")), "[\"committed\"]");
+        ck_assert_str_eq(rendered(commit("W")), "[\"committed\",1,0]");
+}
+END_TEST
+
+START_TEST(test_batch_abandon) {
+        ck_assert_str_eq(rendered(stage("A", "a.0", "a.1")), "[\"staged\",2]");
+        submit("a.2", "");      /* not the batch's: never deleted */
+        CMD_OK("RPUSH", skey("A"), "a.2");
+        /* Too recent for an hour's cutoff. */
+        ck_assert_str_eq(rendered(abandon("3600000")), "[0,0]");
+        /* One job a step: the batch refuses staging and committing from the first step on. */
+        ck_assert_str_eq(rendered(abandon("0")), "[1,1]");
+        ck_assert_str_eq(rendered(stage("A", "a.5", "a.6")), "[\"abandoned\"]");
+        ck_assert_str_eq(rendered(commit("A")), "[\"abandoned\"]");
+        ck_assert_str_eq(rendered(abandon("0")), "[1,1]");
+        ck_assert_str_eq(rendered(abandon("0")), "[0,0]");
+        ck_assert_int_eq(CMD_INT("EXISTS", jkey("a.0")), 0);
+        ck_assert_int_eq(CMD_INT("EXISTS", jkey("a.1")), 0);
+        ck_assert_int_eq(CMD_INT("EXISTS", jkey("a.2")), 1);
+        ck_assert_int_eq(CMD_INT("EXISTS", bkey("A")), 0);
+        ck_assert_int_eq(CMD_INT("ZCARD", k->staging), 0);
+        /* Then the id serves a new attempt. */
+        ck_assert_str_eq(rendered(stage("A", "a.0", "a.1")), "[\"staged\",2]");
+        ck_assert_str_eq(rendered(commit("A")), "[\"committed\",2,1]");
+}
+END_TEST
+
 /* --- take, and finish taking the next jobs ---------------------------------------------------- */
 
 START_TEST(test_take_runs) {
@@ -1487,6 +1580,8 @@ static Suite *scripts_suite(void) {
         tcase_add_test(tc, test_submit_minimal);
         tcase_add_test(tc, test_submit_duplicate);
         tcase_add_test(tc, test_submit_batch);
+        tcase_add_test(tc, test_batch_stage_commit_deliver);
+        tcase_add_test(tc, test_batch_abandon);
 
         TC("start");
         tcase_add_test(tc, test_start_runs);
