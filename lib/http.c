@@ -18,13 +18,19 @@
  *          idle_timeout). Once the blank line is in, the head is copied into the request and
  *          parsed; then, in this order: framing (Host, Transfer-Encoding vs Content-Length;
  *          400/501), the listener's auth hook (401), the target (400), the route (404, 405),
- *          the body's size against max_body (413) and against what max_buffered has left
- *          (503 + Retry-After). "Expect: 100-continue" is answered only then.
+ *          the body's size against the route's limit (max_body, or HTTP_NO_BODY_MAX for a
+ *          route that takes no body; 413) and against what max_buffered has left (503 +
+ *          Retry-After). "Expect: 100-continue" is answered only then.
  *  BODY    a Content-Length body is read straight into a buffer of its size; a chunked one is
  *          decoded (http_chunked_decode) and grown within the same limits. The client must
- *          make progress at least every io_timeout.
+ *          make progress at least every io_timeout, and keep up HTTP_BODY_MIN_RATE on average
+ *          after a grace of head_timeout (conn_body_deadline): the room a body holds in
+ *          max_buffered, and its connection, are held for a bounded time only.
  *  HANDLER the route's handler runs once; a kept request waits here for its reply with only
- *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort.
+ *          EPOLLRDHUP watched: a client that goes away gets the owner's on_abort, and so does
+ *          a request still unanswered at handler_timeout (then 500). A reply that cannot be
+ *          made still completes the request (a static 500, the connection ends), so on_abort
+ *          never follows a reply or an attempt at one.
  *  WRITE   the reply (status line, headers, body in one buffer) is written without blocking,
  *          from the connection's own io source (also for replies made from other sources).
  *          Then the next request is read from what is left in conn->in (keep-alive), or:
@@ -122,12 +128,14 @@ struct HttpConn {
         HttpPeer peer;
         uint64_t deadline;      /* CLOCK_MONOTONIC, of HEAD and LINGER */
         uint64_t last_io;       /* last progress in BODY and WRITE */
-        uint64_t linger_left;
-        uint64_t body_left;     /* Content-Length bytes still to come */
+        uint64_t body_start;    /* when BODY began */
+        uint64_t linger_left;   /* of CONN_LINGER, set with each reply (conn_linger_budget) */
+        uint64_t body_left;     /* Content-Length bytes still to come, of this request */
         HttpHeadScan scan;
         HttpChunked chunked;
         HttpRequest *req;       /* the request being read, handled or answered */
-        char *out;
+        char *out;              /* the reply being written; fallback_reply when out_static */
+        bool out_static;
         size_t out_len, out_done;
         size_t in_len;
         char in[HTTP_HEAD_MAX];
@@ -162,6 +170,7 @@ struct HttpRequest {
         size_t body_len;
         size_t body_alloc;
         uint64_t reserved;      /* of server->buffered */
+        uint64_t max_body;      /* of its route, known once the route is */
         bool in_handler;
         bool kept;
         bool replied;
@@ -183,6 +192,7 @@ void http_limits_default(HttpLimits *ret) {
                 .head_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
                 .io_timeout_usec = HTTP_TIMEOUT_DEFAULT_USEC,
                 .idle_timeout_usec = HTTP_IDLE_TIMEOUT_DEFAULT_USEC,
+                .handler_timeout_usec = HTTP_HANDLER_TIMEOUT_DEFAULT_USEC,
         };
 }
 
@@ -425,30 +435,27 @@ typedef struct Reply {
         unsigned retry_after;   /* a Retry-After header in seconds (503), or 0 */
 } Reply;
 
-/* The whole reply, status line to body, in one new buffer. */
+/* The whole reply, status line to body, in one new buffer. The optional headers are pieces of
+ * the one format (an Allow header has no length limit: it lists whatever methods the routes
+ * of a path have). */
 static int reply_render(const Reply *rp, char **ret, size_t *ret_len) {
-        char date[64], extra[160] = "";
+        char date[64], retry[32] = "";
         struct tm tm;
         time_t now = time(NULL);
-        size_t n = 0, blen = rp->omit_body ? 0 : rp->len;
+        size_t blen = rp->omit_body ? 0 : rp->len;
         char *out;
         int h;
 
         if (!gmtime_r(&now, &tm) ||
             strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
                 return -EINVAL;
-        if (rp->allow)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Allow: %s\r\n", rp->allow);
         if (rp->retry_after > 0)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Retry-After: %u\r\n",
-                                       rp->retry_after);
-        if (rp->close)
-                n += (size_t) snprintf(extra + n, sizeof(extra) - n, "Connection: close\r\n");
-        if (n >= sizeof(extra))
-                return -EINVAL;
+                (void) snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", rp->retry_after);
         h = asprintf(&out, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n%s\r\n", rp->status, status_reason(rp->status), date,
-                     rp->content_type, rp->len, extra);
+                     "Content-Length: %zu\r\n%s%s%s%s%s\r\n", rp->status,
+                     status_reason(rp->status), date, rp->content_type, rp->len,
+                     rp->allow ? "Allow: " : "", rp->allow ?: "", rp->allow ? "\r\n" : "", retry,
+                     rp->close ? "Connection: close\r\n" : "");
         if (h < 0)
                 return -ENOMEM;
         if (blen > 0) {
@@ -470,6 +477,25 @@ static char *error_text(const char *code, const char *message) {
         _cleanup_(json_decrefp) json_t *j = http_error_body(code, message);
 
         return j ? json_dumps(j, HTTP_JSON_FLAGS) : NULL;
+}
+
+/* The reply of last resort, for a request whose reply could not be made (out of memory, a
+ * body that could not be rendered): static, so that sending it needs no memory, and ending
+ * the connection. RFC 9110 lets a 500 go without Date. */
+#define FALLBACK_BODY "{\"error\":{\"code\":\"internal\"," \
+                      "\"message\":\"The reply could not be made\"}}"
+#define FALLBACK_HEAD "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n" \
+                      "Content-Length: 69\r\nConnection: close\r\n\r\n"
+_Static_assert(sizeof(FALLBACK_BODY) - 1 == 69, "update FALLBACK_HEAD's Content-Length");
+/* Not const only because c->out is the writable buffer of every other reply: never written. */
+static char fallback_reply[] = FALLBACK_HEAD FALLBACK_BODY;
+
+static void conn_out_free(HttpConn *c) {
+        if (!c->out_static)
+                free(c->out);
+        c->out = NULL;
+        c->out_static = false;
+        c->out_len = c->out_done = 0;
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -541,8 +567,54 @@ static int request_new(HttpConn *c, size_t len, HttpRequest **ret, const char **
         return 0;
 }
 
+/* How much of what the client still sends is read and dropped if the connection ends after
+ * the reply being made now: the rest of c->req's declared body (of a Content-Length not yet
+ * read; at most max_body, a larger body is not awaited whole), plus HTTP_LINGER_MAX for what
+ * else may come (pipelined requests, a chunked body, a body of a head that did not parse).
+ * From each request's own framing, never from an earlier one's. */
+static uint64_t conn_linger_budget(const HttpConn *c) {
+        const HttpRequest *req = c->req;
+        uint64_t rest = 0;
+
+        if (req && !req->h.chunked)
+                rest = c->state == CONN_HEAD ? req->h.content_length   /* saturated: no wrap */
+                       : c->state == CONN_BODY ? c->body_left : 0;
+        rest = MIN(rest, c->server->limits.max_body);
+        return rest > UINT64_MAX - HTTP_LINGER_MAX ? UINT64_MAX : rest + HTTP_LINGER_MAX;
+}
+
+/* The request is answered: its reply is in c->out. */
+static void request_replied(HttpRequest *req) {
+        HttpConn *c = req->conn;
+
+        c->linger_left = conn_linger_budget(c);
+        c->out_done = 0;
+        req->replied = true;
+        request_release(req);
+        c->state = CONN_WRITE;
+        c->last_io = now_usec(c->server);
+        if (!req->in_handler)
+                conn_update(c);
+}
+
+/* The reply asked for could not be made (error r): the request is completed all the same, with
+ * the static 500 and the end of the connection, so that its owner, who replied or tried to, is
+ * never called back (on_abort) for it. Returns r. */
+static int request_reply_fallback(HttpRequest *req, int r) {
+        HttpConn *c = req->conn;
+
+        conn_out_free(c);
+        c->out = fallback_reply;
+        c->out_static = true;
+        c->out_len = streq(req->h.method, "HEAD") ? sizeof(FALLBACK_HEAD) - 1
+                                                  : sizeof(fallback_reply) - 1;
+        c->close_after = true;
+        request_replied(req);
+        return r;
+}
+
 /* Makes the reply; it is written from the connection's own io source. Callers check that req
- * may still reply. */
+ * may still reply. Completes the request also when it fails (see request_reply_fallback). */
 static int request_reply(HttpRequest *req, Reply *rp) {
         HttpConn *c = req->conn;
         int r;
@@ -551,14 +623,8 @@ static int request_reply(HttpRequest *req, Reply *rp) {
         rp->close = c->close_after;
         r = reply_render(rp, &c->out, &c->out_len);
         if (r < 0)
-                return r;
-        c->out_done = 0;
-        req->replied = true;
-        request_release(req);
-        c->state = CONN_WRITE;
-        c->last_io = now_usec(c->server);
-        if (!req->in_handler)
-                conn_update(c);
+                return request_reply_fallback(req, r);
+        request_replied(req);
         return 0;
 }
 
@@ -568,21 +634,24 @@ static int request_reply_error(HttpRequest *req, unsigned status, const char *co
         Reply rp = { .status = status, .content_type = "application/json" };
 
         if (!text)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         rp.body = text;
         rp.len = strlen(text);
         return request_reply(req, &rp);
 }
 
+/* Past the request_done() check every failure still completes the request. */
 int http_reply_bytes(HttpRequest *req, unsigned status, const char *content_type,
                      const void *data, size_t len) {
         Reply rp = { .status = status, .content_type = content_type ?: "application/octet-stream",
                      .body = data, .len = len };
 
-        if (!req || (!data && len > 0))
+        if (!req)
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
+        if (!data && len > 0)
+                return request_reply_fallback(req, -EINVAL);
         return request_reply(req, &rp);
 }
 
@@ -594,11 +663,11 @@ int http_reply_json(HttpRequest *req, unsigned status, json_t *body) {
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
-        if (!b)
-                return -EINVAL;
+        if (!b) /* the caller's json_pack() failed */
+                return request_reply_fallback(req, -EINVAL);
         text = json_dumps(b, HTTP_JSON_FLAGS);
         if (!text)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         return http_reply_bytes(req, status, "application/json", text, strlen(text));
 }
 
@@ -608,15 +677,17 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
         va_list ap;
         int r;
 
-        if (!req || !code || !format)
+        if (!req)
                 return -EINVAL;
         if (request_done(req))
                 return -EALREADY;
+        if (!code || !format)
+                return request_reply_fallback(req, -EINVAL);
         va_start(ap, format);
         r = vasprintf(&message, format, ap);
         va_end(ap);
         if (r < 0)
-                return -ENOMEM;
+                return request_reply_fallback(req, -ENOMEM);
         return request_reply_error(req, status, code, message);
 }
 
@@ -638,9 +709,8 @@ static bool conn_may_go_on(const HttpConn *c, const Refusal *rf) {
 }
 
 /* Answers rf; the request, if any, is dropped. Unless the request had no body and rf allows
- * it, the connection ends after the reply, and what the client still sends is dropped: the
- * rest of a declared body (at most max_body + HTTP_LINGER_MAX), else up to HTTP_LINGER_MAX
- * bytes. */
+ * it, the connection ends after the reply, and what the client still sends is dropped (see
+ * conn_linger_budget). */
 static int conn_refuse(HttpConn *c, const Refusal *rf) {
         _cleanup_free_ char *text = error_text(rf->code, rf->message);
         bool go_on = conn_may_go_on(c, rf);
@@ -654,10 +724,9 @@ static int conn_refuse(HttpConn *c, const Refusal *rf) {
         rp.len = strlen(text);
         if (c->req && streq(c->req->h.method, "HEAD"))
                 rp.omit_body = true;
+        c->linger_left = conn_linger_budget(c);
         c->req = request_free(c->req);
         c->close_after = !go_on;
-        c->linger_left = MIN(c->body_left + HTTP_HEAD_MAX,
-                             c->server->limits.max_body + HTTP_LINGER_MAX);
         c->body_left = 0;
         r = reply_render(&rp, &c->out, &c->out_len);
         if (r < 0)
@@ -784,13 +853,16 @@ static int conn_check_route(HttpConn *c) {
         if (r < 0)
                 return r;
         r = route_find(req);
+        if (r == 0)
+                req->max_body = MIN(c->server->limits.max_body,
+                                    req->route->takes_body ? UINT64_MAX : HTTP_NO_BODY_MAX);
         if (r == -ENOENT) {
                 if (asprintf(&message, "No such path: %s", req->h.path) < 0)
                         return -ENOMEM;
                 return conn_refuse(c, &(Refusal) { 404, "not-found", message, NULL, 0, true });
         }
         if (r != -EOPNOTSUPP)
-                return r;
+                return r; /* 0: the route is found */
         if (route_allow(req, &allow) < 0 ||
             asprintf(&message, "Method %s is not allowed here (allowed: %s)", req->h.method,
                      allow) < 0)
@@ -799,8 +871,12 @@ static int conn_check_route(HttpConn *c) {
 }
 
 static int conn_refuse_too_large(HttpConn *c) {
+        if (!c->req->route->takes_body)
+                return conn_refusef(c, 413, "too-large", "%s %s takes no request body (one of at "
+                                    "most %" PRIu64 " bytes is ignored)", c->req->h.method,
+                                    c->req->route->pattern, c->req->max_body);
         return conn_refusef(c, 413, "too-large", "Request body is larger than %" PRIu64 " bytes",
-                            c->server->limits.max_body);
+                            c->req->max_body);
 }
 
 static int conn_refuse_busy(HttpConn *c) {
@@ -825,7 +901,7 @@ static int conn_body_begin(HttpConn *c) {
         }
         /* Known before the refusal: what is still to come is dropped while closing. */
         c->body_left = len;
-        if (len > c->server->limits.max_body)
+        if (len > req->max_body)
                 return conn_refuse_too_large(c);
         if (len == 0)
                 return 0;
@@ -856,6 +932,7 @@ static int conn_head_complete(HttpConn *c, size_t len) {
         int r;
 
         c->scan = (HttpHeadScan) {};
+        c->body_left = 0;
         r = request_new(c, len, &c->req, &why);
         conn_take_in(c, len);
         if (r < 0)
@@ -877,7 +954,7 @@ static int conn_head_complete(HttpConn *c, size_t len) {
                         return r;
         }
         c->state = CONN_BODY;
-        c->last_io = now_usec(c->server);
+        c->body_start = c->last_io = now_usec(c->server);
         return STEP_NEXT;
 }
 
@@ -944,10 +1021,10 @@ static int conn_read_length(HttpConn *c) {
         return conn_dispatch(c);
 }
 
-/* Appends n decoded bytes of a chunked body: -EFBIG above max_body, -ENOBUFS beyond
+/* Appends n decoded bytes of a chunked body: -EFBIG above the route's limit, -ENOBUFS beyond
  * max_buffered. */
 static int body_append(HttpRequest *req, const char *data, size_t n) {
-        uint64_t max = req->server->limits.max_body;
+        uint64_t max = req->max_body;
         size_t need = req->body_len + n + 1, size;
         uint8_t *b;
 
@@ -1025,14 +1102,18 @@ static int conn_handled(HttpConn *c, int r) {
         if (r < 0) {
                 /* A kept request the handler then failed: its owner must forget it. */
                 request_abort(req);
-                r = request_reply_error(req, 500, "internal", strerror(-r));
-                return r < 0 ? r : STEP_NEXT;
+                (void) request_reply_error(req, 500, "internal", strerror(-r));
+                return STEP_NEXT;
         }
-        if (req->kept)
+        if (req->kept) {
+                /* Its owner answers (every route bounds its own wait); should it never, the
+                 * request ends at handler_timeout (on_conn_timer). */
+                c->deadline = now_usec(c->server) + c->server->limits.handler_timeout_usec;
                 return STEP_WAIT;
-        r = request_reply_error(req, 500, "internal",
-                                "The handler neither replied nor kept the request");
-        return r < 0 ? r : STEP_NEXT;
+        }
+        (void) request_reply_error(req, 500, "internal",
+                                   "The handler neither replied nor kept the request");
+        return STEP_NEXT;
 }
 
 static int conn_dispatch(HttpConn *c) {
@@ -1050,12 +1131,9 @@ static int conn_dispatch(HttpConn *c) {
 static int conn_reply_done(HttpConn *c) {
         HttpServer *s = c->server;
 
-        c->out = mfree(c->out);
-        c->out_len = c->out_done = 0;
+        conn_out_free(c);
         c->req = request_free(c->req);
         if (c->close_after) {
-                if (c->linger_left == 0)
-                        c->linger_left = HTTP_LINGER_MAX;
                 (void) shutdown(c->fd, SHUT_WR);
                 c->state = CONN_LINGER;
                 c->deadline = now_usec(s) + HTTP_LINGER_USEC;
@@ -1131,23 +1209,42 @@ static int conn_process(HttpConn *c) {
 
 /* ---- events ------------------------------------------------------------------------------ */
 
+/* When a body must be in as far as it is: after a grace of head_timeout from its start, at
+ * least HTTP_BODY_MIN_RATE bytes a second on average (decoded bytes, for chunked). So a body
+ * of n bytes is in by head_timeout + n / HTTP_BODY_MIN_RATE after its head, or dropped; a
+ * client trickling it (a byte every io_timeout) loses its connection after the grace. */
+static uint64_t conn_body_deadline(const HttpConn *c) {
+        uint64_t n = c->req->body_len, allowed;
+
+        if (n / HTTP_BODY_MIN_RATE > UINT64_MAX / USEC_PER_SEC / 4)
+                return UINT64_MAX;
+        allowed = n / HTTP_BODY_MIN_RATE * USEC_PER_SEC +
+                  n % HTTP_BODY_MIN_RATE * USEC_PER_SEC / HTTP_BODY_MIN_RATE;
+        return c->body_start + c->server->limits.head_timeout_usec + allowed;
+}
+
+/* BODY and WRITE: the next pause that is too long, or (BODY) the body's rate deadline. */
+static uint64_t conn_progress_deadline(const HttpConn *c) {
+        uint64_t d = c->last_io + c->server->limits.io_timeout_usec;
+
+        return c->state == CONN_BODY ? MIN(d, conn_body_deadline(c)) : d;
+}
+
 /* The io events and the deadline of the connection's state. */
 static void conn_update(HttpConn *c) {
-        const HttpLimits *l = &c->server->limits;
         uint32_t events = EPOLLIN;
         uint64_t deadline = c->deadline;
 
         switch (c->state) {
         case CONN_HANDLER:
                 events = EPOLLRDHUP;
-                deadline = 0;
                 break;
         case CONN_WRITE:
                 events = EPOLLOUT;
-                deadline = c->last_io + l->io_timeout_usec;
+                deadline = conn_progress_deadline(c);
                 break;
         case CONN_BODY:
-                deadline = c->last_io + l->io_timeout_usec;
+                deadline = conn_progress_deadline(c);
                 break;
         default:
                 break;
@@ -1202,16 +1299,39 @@ static void conn_send_timeout(HttpConn *c) {
                 (void) send(c->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/* A kept request its owner did not answer within handler_timeout: the owner is told to
+ * forget it (on_abort), the client gets a 500 and the connection ends. */
+static void conn_handler_timeout(HttpConn *c) {
+        HttpRequest *req = c->req;
+        _cleanup_free_ char *message = NULL;
+
+        log_debug("HTTP request %s %s got no reply in time, answering 500.", req->h.method,
+                  req->h.path);
+        request_abort(req);
+        c->close_after = true;
+        if (asprintf(&message, "No reply within %" PRIu64 " ms",
+                     c->server->limits.handler_timeout_usec / USEC_PER_MSEC) < 0)
+                (void) request_reply_fallback(req, -ENOMEM);
+        else
+                (void) request_reply_error(req, 500, "internal", message);
+}
+
 static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
         HttpConn *c = userdata;
         const HttpLimits *l = &c->server->limits;
 
-        /* A kept request has no deadline here (its owner has its own). */
-        if (c->state == CONN_HANDLER)
+        if (c->state == CONN_HANDLER) {
+                if (c->deadline > now_usec(c->server)) {
+                        conn_update(c);
+                        return 0;
+                }
+                conn_handler_timeout(c);
+                conn_run(c);
                 return 0;
+        }
         /* Progress deadlines are moved lazily: a step only notes the time of its progress. */
         if ((c->state == CONN_BODY || c->state == CONN_WRITE) &&
-            c->last_io + l->io_timeout_usec > now_usec(c->server)) {
+            conn_progress_deadline(c) > now_usec(c->server)) {
                 conn_update(c);
                 return 0;
         }
@@ -1219,7 +1339,9 @@ static int on_conn_timer(sd_event_source *src, uint64_t usec, void *userdata) {
                 conn_send_timeout(c);
         log_debug("HTTP connection timed out (%s), closing it.",
                   c->state == CONN_HEAD ? (c->idle ? "idle" : "request head")
-                  : c->state == CONN_LINGER ? "closing" : "no progress");
+                  : c->state == CONN_LINGER ? "closing"
+                  : c->state == CONN_BODY && c->last_io + l->io_timeout_usec > now_usec(c->server)
+                          ? "body slower than the minimum rate" : "no progress");
         conn_free(c);
         return 0;
 }
@@ -1245,7 +1367,7 @@ static void conn_free(HttpConn *c) {
         sd_event_source_disable_unref(c->io);
         sd_event_source_disable_unref(c->timer);
         safe_close(c->fd);
-        free(c->out);
+        conn_out_free(c);
         free(c);
 }
 
@@ -1542,7 +1664,8 @@ int http_server_listen(HttpServer *s, int listen_fd, HttpAuthHook auth, void *au
 static bool limits_valid(const HttpLimits *l) {
         return l->max_body > 0 && l->max_body < SIZE_MAX - 1 && l->max_buffered > 0 &&
                l->max_connections > 0 && l->max_connections_per_peer > 0 &&
-               l->head_timeout_usec > 0 && l->io_timeout_usec > 0 && l->idle_timeout_usec > 0;
+               l->head_timeout_usec > 0 && l->io_timeout_usec > 0 && l->idle_timeout_usec > 0 &&
+               l->handler_timeout_usec > 0;
 }
 
 static int server_set_routes(HttpServer *s, const HttpRoute *routes, size_t n_routes) {

@@ -27,6 +27,8 @@ typedef struct HttpRoute {
         const char *method;     /* "GET", "POST", "DELETE" */
         const char *pattern;    /* "/v1/jobs/{id}/stdout": {name} matches one non-empty segment */
         HttpHandler handler;
+        bool takes_body;        /* a body of up to max_body; false: one of up to HTTP_NO_BODY_MAX
+                                 * bytes is read and ignored, a larger one gets 413 */
 } HttpRoute;
 
 /* What a server lets requests and clients cost; http_limits_default() fills in the defaults
@@ -40,8 +42,13 @@ typedef struct HttpLimits {
         uint64_t head_timeout_usec;     /* for a complete request head, from the connection's
                                          * start or a request's first byte; then 408, closed */
         uint64_t io_timeout_usec;       /* longest pause inside a body, or while the client
-                                         * does not take its reply: then closed */
+                                         * does not take its reply: then closed (a body also
+                                         * has its rate, HTTP_BODY_MIN_RATE) */
         uint64_t idle_timeout_usec;     /* an idle keep-alive connection is closed after it */
+        uint64_t handler_timeout_usec;  /* a kept request still unanswered this long after its
+                                         * handler ran: on_abort, then 500 `internal`, closed.
+                                         * A backstop only: every route bounds its own wait
+                                         * (a long poll, redis_timeout) well below it. */
 } HttpLimits;
 
 #define HTTP_MAX_BODY_DEFAULT (UINT64_C(64) << 20)
@@ -50,6 +57,17 @@ typedef struct HttpLimits {
 #define HTTP_MAX_CONNECTIONS_PER_PEER_DEFAULT 64U
 #define HTTP_TIMEOUT_DEFAULT_USEC (10 * USEC_PER_SEC)
 #define HTTP_IDLE_TIMEOUT_DEFAULT_USEC (60 * USEC_PER_SEC)
+/* Above the longest wait of any route: a results wait (3600 s) and its Redis round trips
+ * (each at most redis_timeout, 10 min at most). */
+#define HTTP_HANDLER_TIMEOUT_DEFAULT_USEC (2 * 3600 * USEC_PER_SEC)
+/* The body of a request to a route that takes none (GET, DELETE, …): at most this many bytes,
+ * read and ignored (a client that sends "{}" anyway is served). */
+#define HTTP_NO_BODY_MAX 4096U
+/* A body must arrive at an average of at least this many bytes a second, after a grace of
+ * head_timeout from its head: n bytes of it by head_timeout + n / HTTP_BODY_MIN_RATE, else
+ * the connection is closed unanswered. Bounds how long a body holds its room in max_buffered
+ * (and its connection) however it trickles. */
+#define HTTP_BODY_MIN_RATE (UINT64_C(64) * 1024)
 /* A request head is at most HTTP_HEAD_MAX bytes (431), its request line at most HTTP_LINE_MAX
  * (414). */
 #define HTTP_HEAD_MAX 8192U
@@ -91,7 +109,11 @@ const char *http_request_header(const HttpRequest *req, const char *name);
 void http_request_set_principal(HttpRequest *req, const void *principal);
 const void *http_request_principal(const HttpRequest *req);
 
-/* Replies; each takes ownership of its body and completes the request (once). */
+/* Replies; each takes ownership of its body and completes the request (once). 0 when the
+ * reply is made; -EALREADY when the request was complete before (nothing changes); -EINVAL
+ * for req NULL. Any other -errno (-ENOMEM, or -EINVAL for a NULL body or format) means the
+ * reply asked for could not be made: the request is complete all the same (a static 500
+ * `internal` is sent and the connection ends), so its owner is never called back for it. */
 int http_reply_json(HttpRequest *req, unsigned status, json_t *body);
 int http_reply_bytes(HttpRequest *req, unsigned status, const char *content_type,
                      const void *data, size_t len);
@@ -100,8 +122,9 @@ int http_reply_error(HttpRequest *req, unsigned status, const char *code, const 
         _printf_(4, 5);
 
 /* Keeps the request open after the handler returns (long poll). The reply comes later through
- * http_reply_*(); `on_abort` (may be NULL) is called if the client goes away first, after which
- * req must not be used. The server frees the request after the reply is sent. */
+ * http_reply_*(); `on_abort` (may be NULL) is called if the client goes away first, or at
+ * handler_timeout, after which req must not be used. on_abort is never called once a reply was
+ * made or attempted. The server frees the request after the reply is sent. */
 typedef void (*HttpAbortHandler)(HttpRequest *req, void *userdata);
 void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userdata);
 
@@ -120,5 +143,8 @@ void http_request_keep(HttpRequest *req, HttpAbortHandler on_abort, void *userda
  *   handler that keeps the request and then returns -errno gets on_abort called (its owner
  *   must forget req) and a 500 sent. on_abort is also called by http_server_free() for
  *   requests still kept.
+ * - The connection of a request in its handler or kept has no other deadline than
+ *   handler_timeout: a request neither kept nor answered when its handler returns gets a 500
+ *   at once.
  * - A kept request's client is gone when it hangs up or shuts down its sending side.
  * - http_server_free() must not be called from inside a handler or an on_abort callback. */

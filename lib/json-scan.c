@@ -100,11 +100,15 @@ static int span_add(JsonScan *s, uint64_t end) {
 /* One more element in the current container. */
 static int count_element(JsonScan *s, uint64_t at) {
         bool split = in_split_array(s);
-        uint64_t max = split ? s->limits.max_split_elements : s->limits.max_elements;
+        uint64_t max = split ? s->limits.max_split_elements : s->limits.max_elements, n;
 
         if (s->depth == 0)
                 return 0;
-        if (++s->count[s->depth] > max) {
+        n = ++s->count[s->depth];
+        /* Recorded elements are bounded in all, not per array: they are what costs memory. */
+        if (split)
+                n = (uint64_t) s->n_spans + 1;
+        if (n > max) {
                 s->split_overflow = split;
                 return scan_fail(s, -E2BIG, "%s with more than %" PRIu64 " elements (byte %" PRIu64
                                  ")", s->stack[s->depth] == '[' ? "an array" : "an object", max, at);
@@ -148,8 +152,11 @@ static int container_open(JsonScan *s, char c, uint64_t at) {
         s->count[s->depth] = 0;
         if (s->depth == 1)
                 s->top = c;
-        if (in_split_array(s))
-                s->split_arrays++;
+        /* Only one array is split: a second would be recorded too, each up to
+         * max_split_elements (a document of many arrays, millions of spans). */
+        if (in_split_array(s) && s->split_arrays++ > 0)
+                return scan_fail(s, -ENOTUNIQ, "a second array at depth %u (byte %" PRIu64 ")",
+                                 s->depth, at);
         s->expect = c == '{' ? E_KEY_OR_CLOSE : E_VALUE_OR_CLOSE;
         return 0;
 }

@@ -7,8 +7,9 @@
  * linear in its length.
  *
  * Depth: the top-level array or object is at depth 1, a container inside it at depth 2, … The
- * elements of arrays at split_depth are recorded: split_depth 2 with the document
- * {"jobs": [a, b]} records a and b. */
+ * elements of the array at split_depth are recorded: split_depth 2 with the document
+ * {"jobs": [a, b]} records a and b. A document has at most one array there: a second one is
+ * refused as soon as it opens (-ENOTUNIQ), so spans never exceed max_split_elements. */
 #pragma once
 
 #include <stdbool.h>
@@ -21,7 +22,7 @@ typedef struct JsonScanLimits {
         unsigned max_depth;             /* deeper nesting: -ELOOP (1..JSON_SCAN_DEPTH_MAX) */
         uint64_t max_elements;          /* elements (members) of one array (object): -E2BIG */
         unsigned split_depth;           /* 0: nothing recorded */
-        uint64_t max_split_elements;    /* elements of an array at split_depth: -E2BIG */
+        uint64_t max_split_elements;    /* elements of the array at split_depth: -E2BIG */
         uint64_t max_split_bytes;       /* bytes of one such element: -EFBIG */
 } JsonScanLimits;
 
@@ -42,8 +43,8 @@ typedef struct JsonScan {
         char top;                       /* '{', '[', or 0 for a scalar */
         uint64_t top_members;           /* members or elements of the top-level container */
         JsonSpan first_key;             /* the first top-level key, its quotes included */
-        unsigned split_arrays;          /* arrays at split_depth */
-        JsonSpan *spans;                /* the elements of those arrays, in order */
+        unsigned split_arrays;          /* arrays at split_depth: 0 or 1 */
+        JsonSpan *spans;                /* the elements of that array, in order */
         size_t n_spans;
         size_t spans_alloc;
         /* Lexer and parser state. */
@@ -60,8 +61,8 @@ typedef struct JsonScan {
 /* -EINVAL for limits out of range. */
 int json_scan_init(JsonScan *s, const JsonScanLimits *limits);
 /* The next len bytes of the document (at most 4 GiB in all: -EFBIG beyond). 0, or -EBADMSG
- * (syntax), -ELOOP, -E2BIG, -EFBIG (limits), -ENOMEM, each with s->message; once an error is
- * returned, every later call returns it. */
+ * (syntax), -ELOOP, -E2BIG, -EFBIG (limits), -ENOTUNIQ (a second array at split_depth),
+ * -ENOMEM, each with s->message; once an error is returned, every later call returns it. */
 int json_scan_feed(JsonScan *s, const char *buf, size_t len);
 /* The document ended: 0 when it is one complete value (then the fields above are valid), else
  * as json_scan_feed(). */

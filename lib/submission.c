@@ -123,6 +123,8 @@ static void refuse_scan(Submission *sub, int r) {
                 return submission_finish(sub, -E2BIG, "%smore than %" PRIu64 " bytes of JSON, the "
                                          "most a job of this queue can take", where,
                                          s->limits.max_split_bytes);
+        case -ENOTUNIQ: /* a second array beside "jobs": not the batch's shape */
+                return refuse_shape(sub);
         default:
                 return submission_finish(sub, r, "%s", s->message);
         }

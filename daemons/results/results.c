@@ -757,6 +757,7 @@ static int route_dead(HttpRequest *req, void *userdata) {
         return 0;
 }
 
+/* No route takes a body: one of at most HTTP_NO_BODY_MAX bytes is ignored, a larger one 413. */
 static const HttpRoute routes[] = {
         { "GET", "/v1/jobs/{id}", route_status },
         { "GET", "/v1/jobs/{id}/stdout", route_stdout },

@@ -39,8 +39,8 @@ struct JobRun {
         int listener;                   /* the job's seccomp listener, or -1 */
         SandboxViolation violation;     /* the first one (nr -1: none) */
         uint64_t limit_cpu_usec, limit_memory;
-        int cwd_fd;                     /* the job's directory when it is a tmpfs, or -1 */
-        uint64_t cwd_limit;             /* that tmpfs' size */
+        const char *cwd;                /* the job's directory (the caller's, outlives the run) */
+        uint64_t cwd_limit;             /* it is a tmpfs of this size (limit_work_dir), or 0 */
         Capture out, err;
         uint64_t max_output, kill_grace_usec;
         uint64_t start_mono, start_real, end_mono;
@@ -262,14 +262,18 @@ static char *violation_detail(const JobRun *run) {
         return s;
 }
 
+/* A non-zero exit or a signal. */
+static bool run_failed(const JobRun *run) {
+        return WIFEXITED(run->wait_status) ? WEXITSTATUS(run->wait_status) != 0 : true;
+}
+
 /* Memory: the kernel refuses allocations past RLIMIT_DATA (ENOMEM) without a signal; a job
  * that then failed with its peak RSS within a quarter of the limit is taken as stopped by it. */
 static bool hit_memory_limit(const JobRun *run) {
-        int st = run->wait_status;
         uint64_t rss = (uint64_t) run->rusage.ru_maxrss * 1024;
-        bool failed = WIFEXITED(st) ? WEXITSTATUS(st) != 0 : true;
 
-        return failed && run->limit_memory != UINT64_MAX && rss >= run->limit_memory / 4 * 3;
+        return run_failed(run) && run->limit_memory != UINT64_MAX &&
+               rss >= run->limit_memory / 4 * 3;
 }
 
 static char *limit_detail(const char *what, const char *limit, uint64_t v,
@@ -280,13 +284,12 @@ static char *limit_detail(const char *what, const char *limit, uint64_t v,
                         fmt(buf, sizeof(buf), v) ?: "?") < 0 ? NULL : s;
 }
 
-/* The job failed with its directory (a tmpfs of limit_work_dir) full. */
+/* The job failed with its directory (a tmpfs of limit_work_dir, still mounted) full. */
 static bool hit_work_dir_limit(const JobRun *run) {
-        int st = run->wait_status;
-        bool failed = WIFEXITED(st) ? WEXITSTATUS(st) != 0 : true;
         struct statfs sf;
 
-        return failed && run->cwd_fd >= 0 && fstatfs(run->cwd_fd, &sf) == 0 && sf.f_bavail == 0;
+        return run->cwd_limit > 0 && run_failed(run) && statfs(run->cwd, &sf) == 0 &&
+               sf.f_bavail == 0;
 }
 
 /* resource-limit with which limit, or NULL when no limit explains the end. */
@@ -455,12 +458,7 @@ int job_run_start(sd_event *e, const JobRunParams *p, JobRunDone done, void *use
                                                       : UINT64_MAX,
                          .limit_memory = p->sandbox ? sandbox_limit_memory(p->sandbox)
                                                     : UINT64_MAX,
-                         .cwd_fd = -EBADF, .cwd_limit = p->cwd_limit };
-        if (p->cwd_limit > 0) {
-                run->cwd_fd = open(p->cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (run->cwd_fd < 0)
-                        return -errno;
-        }
+                         .cwd = p->cwd, .cwd_limit = p->cwd ? p->cwd_limit : 0 };
         r = make_stdin(p, &in_fd);
         if (r < 0)
                 return r;
@@ -521,7 +519,6 @@ JobRun *job_run_free(JobRun *run) {
         free(run->out.data);
         free(run->err.data);
         safe_close(run->pidfd);
-        safe_close(run->cwd_fd);
         sd_event_unref(run->event);
         free(run);
         return NULL;

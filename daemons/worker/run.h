@@ -28,7 +28,8 @@ typedef struct JobRunParams {
         uint64_t kill_grace_usec;
         uint64_t max_output;
         int devnull_fd;          /* stdin when there is no payload */
-        const char *cwd;         /* the job's working directory (NULL: "/") */
+        const char *cwd;         /* the job's working directory (NULL: "/"); it must outlive
+                                  * the run */
         uint64_t cwd_limit;      /* cwd is a tmpfs of this size (limit_work_dir), or 0 */
         const Sandbox *sandbox;  /* read only while starting; NULL: none */
         uid_t job_uid;           /* the job's own account (jobuid.h), or 0: every process of

@@ -196,6 +196,34 @@ static int route_twice(HttpRequest *req, void *userdata) {
 
 static int route_hang_many(HttpRequest *req, void *userdata);
 
+/* A reply that cannot be made (json_pack() failed: a NULL body), from the handler. */
+static int route_null_json(HttpRequest *req, void *userdata) {
+        F.second_reply = http_reply_json(req, 200, NULL);
+        return F.second_reply;
+}
+
+/* The same later, from a timer; then the owner frees what on_abort would have used. */
+static int on_null_timer(sd_event_source *src, uint64_t usec, void *userdata) {
+        HttpRequest *req = userdata;
+
+        F.reply_timer = sd_event_source_unref(F.reply_timer);
+        F.second_reply = http_reply_json(req, 200, NULL);
+        F.kept = NULL;
+        return 0;
+}
+
+static int route_keep_null(HttpRequest *req, void *userdata) {
+        int r;
+
+        r = sd_event_add_time_relative(F.event, &F.reply_timer, CLOCK_MONOTONIC,
+                                       100 * USEC_PER_MSEC, 1, on_null_timer, req);
+        if (r < 0)
+                return r;
+        F.kept = req;
+        http_request_keep(req, on_abort, NULL);
+        return 0;
+}
+
 static int route_ok(HttpRequest *req, void *userdata) {
         return http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
 }
@@ -207,7 +235,7 @@ static int route_bytes(HttpRequest *req, void *userdata) {
 static const HttpRoute routes[] = {
         { "GET", "/v1/items/{id}/parts/{part}", route_item },
         { "DELETE", "/v1/items/{id}/parts/{part}", route_item_delete },
-        { "POST", "/v1/echo", route_echo },
+        { "POST", "/v1/echo", route_echo, .takes_body = true },
         { "GET", "/v1/wait", route_wait },
         { "GET", "/v1/hang", route_hang },
         { "GET", "/v1/keep-fail", route_keep_fail },
@@ -219,8 +247,21 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/bytes", route_bytes },
         { "GET", "/v1/ok", route_ok },
         { "GET", "/v1/hang-many", route_hang_many },
+        { "GET", "/v1/null-json", route_null_json },
+        { "GET", "/v1/keep-null", route_keep_null },
         { "GET", "/", route_item },
+        /* Methods whose Allow header is longer than any fixed buffer for headers would be. */
+        { "X-EXTENSION-METHOD-NUMBER-ONE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-TWO", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-THREE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-FOUR", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-FIVE", "/v1/many", route_ok },
+        { "X-EXTENSION-METHOD-NUMBER-SIX", "/v1/many", route_ok },
 };
+
+#define MANY_ALLOW "X-EXTENSION-METHOD-NUMBER-ONE, X-EXTENSION-METHOD-NUMBER-TWO, " \
+        "X-EXTENSION-METHOD-NUMBER-THREE, X-EXTENSION-METHOD-NUMBER-FOUR, " \
+        "X-EXTENSION-METHOD-NUMBER-FIVE, X-EXTENSION-METHOD-NUMBER-SIX"
 
 /* ---- the client side ------------------------------------------------------------------- */
 
@@ -321,13 +362,20 @@ static void raw_append(Call *c, const char *data, size_t n) {
         p[c->response_len] = '\0';
 }
 
+/* Sends every byte (a short send() is continued: the server closing early shows as an
+ * error, EPIPE or ECONNRESET, not as a short count nobody looks at). */
 static void raw_send(int fd, Call *c) {
         size_t step = c->trickle_ms > 0 ? 1 : c->raw_len;
 
-        for (size_t done = 0; done < c->raw_len && c->send_error == 0; done += step) {
-                if (send(fd, c->raw + done, MIN(step, c->raw_len - done), MSG_NOSIGNAL) < 0)
+        for (size_t done = 0; done < c->raw_len && c->send_error == 0;) {
+                ssize_t n = send(fd, c->raw + done, MIN(step, c->raw_len - done), MSG_NOSIGNAL);
+
+                if (n < 0) {
                         c->send_error = errno;
-                else if (c->trickle_ms > 0)
+                        break;
+                }
+                done += (size_t) n;
+                if (c->trickle_ms > 0)
                         usleep((useconds_t) c->trickle_ms * 1000);
         }
 }
@@ -946,6 +994,25 @@ static void assert_raw_error(const Call *c, const char *status, const char *code
         assert_raw_reply(c, status, body, true, NULL);
 }
 
+/* An Allow header of any length (here 190 bytes) is sent whole, with the headers after it. */
+START_TEST(test_method_not_allowed_long_allow) {
+        static const char message[] = "Method GET is not allowed here (allowed: " MANY_ALLOW ")";
+        Call *keep, *close;
+        char body[512];
+
+        keep = raw_add(0, "GET /v1/many HTTP/1.1\r\nHost: x\r\n\r\n");
+        keep->timeout_ms = 300;
+        close = raw_add(1, "GET /v1/many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        run_clients_from(2);
+        snprintf(body, sizeof(body), "{\"error\":{\"code\":\"method-not-allowed\",\"message\":"
+                 "\"%s\"}}", message);
+        assert_raw_reply(keep, "405 Method Not Allowed", body, false,
+                         "\r\nAllow: " MANY_ALLOW "\r\n");
+        assert_raw_reply(close, "405 Method Not Allowed", body, true,
+                         "\r\nAllow: " MANY_ALLOW "\r\nConnection: close\r\n\r\n");
+}
+END_TEST
+
 /* A head of exactly len bytes: "GET /v1/bytes HTTP/1.1\r\nHost: x\r\nX-Pad: aaa…\r\n\r\n". */
 static char *head_of_size(size_t len) {
         static const char prefix[] = "GET /v1/ok HTTP/1.1\r\nHost: x\r\nX-Pad: ";
@@ -1171,6 +1238,189 @@ START_TEST(test_head_deadline) {
         ck_assert_int_eq(alive->recv_error, 0);
         ck_assert_uint_ge(alive->done_usec - alive->start_usec, 400 * USEC_PER_MSEC);
         ck_assert_uint_lt(alive->done_usec - alive->start_usec, 2000 * USEC_PER_MSEC);
+}
+END_TEST
+
+#define FALLBACK_500 "{\"error\":{\"code\":\"internal\",\"message\":\"The reply could not be made\"}}"
+
+/* A reply that fails (here a NULL JSON body, as when json_pack() fails) still completes the
+ * request: the static 500, the connection closed; a kept request's owner, who tried to reply
+ * and then freed its state, is never called back when the client hangs up. */
+START_TEST(test_failed_reply_completes) {
+        Call *now = raw_add(0, "GET /v1/null-json HTTP/1.1\r\nHost: x\r\n\r\n");
+        Call *later = raw_add(1, "GET /v1/keep-null HTTP/1.1\r\nHost: x\r\n\r\n");
+
+        now->timeout_ms = later->timeout_ms = 1000;
+        run_clients_from(2);
+        assert_raw_reply(later, "500 Internal Server Error", FALLBACK_500, true, NULL);
+        assert_raw_reply(now, "500 Internal Server Error", FALLBACK_500, true, NULL);
+        ck_assert_int_eq(F.second_reply, -EINVAL);
+        ck_assert_ptr_null(F.kept);
+        settle(200 * USEC_PER_MSEC);
+        ck_assert_uint_eq(F.aborts, 0);
+}
+END_TEST
+
+/* A kept request its owner never answers ends at handler_timeout: the owner hears on_abort,
+ * the client a 500; other requests are not affected. */
+START_TEST(test_handler_timeout) {
+        HttpLimits l = test_limits();
+        Call *hang, *ok;
+
+        l.handler_timeout_usec = 300 * USEC_PER_MSEC;
+        server_restart(&l);
+        hang = raw_add(0, "GET /v1/hang HTTP/1.1\r\nHost: x\r\n\r\n");
+        ok = call_add(1, "GET", "/v1/ok");
+        run_clients_from(2);
+        assert_raw_reply(hang, "500 Internal Server Error",
+                         "{\"error\":{\"code\":\"internal\",\"message\":\"No reply within "
+                         "300 ms\"}}", true, NULL);
+        ck_assert_uint_ge(hang->done_usec - hang->start_usec, 300 * USEC_PER_MSEC);
+        ck_assert_uint_lt(hang->done_usec - hang->start_usec, 2000 * USEC_PER_MSEC);
+        ck_assert_uint_eq(F.aborts, 1);
+        ck_assert_ptr_null(F.kept);
+        ck_assert_int_eq(ok->status, 200);
+}
+END_TEST
+
+/* head + a body of n spaces, as one raw call's bytes (freed by the caller). */
+static char *with_body(const char *head, size_t n, size_t *ret_len) {
+        size_t h = strlen(head);
+        char *b = malloc(h + n + 1);
+
+        ck_assert_ptr_nonnull(b);
+        memcpy(b, head, h);
+        memset(b + h, ' ', n);
+        b[h + n] = '\0';
+        *ret_len = h + n;
+        return b;
+}
+
+/* Errors answered before the body is read, with the body sent whole behind the head (1 MiB;
+ * 8 MiB over TCP, more than loopback's buffers take): the client sends all of it and reads
+ * its whole JSON error and a clean end, never a reset, whatever the refusal (here 401, 404,
+ * 413 of a Content-Length that saturates), and also when an earlier refusal on the same
+ * connection had no body (its budget does not carry over). */
+START_TEST(test_error_reply_drained) {
+        size_t mib = 1024 * 1024, len[4];
+        char *raw[4];
+        Call *c[4];
+        int port;
+
+        port = tcp_listen();
+        raw[0] = with_body("POST /v1/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer bad\r\n"
+                           "Content-Length: 8388608\r\n\r\n", 8 * mib, &len[0]);
+        raw[1] = with_body("POST /v1/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n",
+                           mib, &len[1]);
+        raw[2] = with_body("POST /v1/echo HTTP/1.1\r\nHost: x\r\n"
+                           "Content-Length: 99999999999999999999999\r\n\r\n", mib, &len[2]);
+        /* A 404 that keeps the connection, then a close with 1 MiB more from the client. */
+        raw[3] = with_body("GET /v1/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                           "GET /v1/ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", mib,
+                           &len[3]);
+        for (size_t i = 0; i < 4; i++)
+                c[i] = raw_add_bytes(i % 2, raw[i], len[i]);
+        c[0]->tcp_port = port;
+        run_clients_from(2);
+        assert_raw_error(c[0], "401 Unauthorized", "unauthorized", "no good token");
+        assert_raw_error(c[1], "404 Not Found", "not-found", "No such path: /v1/nope");
+        assert_raw_error(c[2], "413 Content Too Large", "too-large",
+                         "Request body is larger than 64 bytes");
+        ck_assert_msg(strncmp(c[3]->response ?: "", "HTTP/1.1 404 Not Found\r\n", 24) == 0,
+                      "reply: %.200s", c[3]->response ?: "");
+        ck_assert_ptr_nonnull(strstr(c[3]->response, "}HTTP/1.1 200 OK\r\n"));
+        ck_assert_int_eq(c[3]->recv_error, 0);
+        for (size_t i = 0; i < 4; i++) {
+                ck_assert_msg(c[i]->send_error == 0, "call %zu: send error %d", i,
+                              c[i]->send_error);
+                free(raw[i]);
+        }
+        ck_assert_uint_eq(F.echo_calls, 0);
+}
+END_TEST
+
+/* A body that trickles (a byte every 50 ms, well within io_timeout) is dropped at its rate
+ * deadline, a grace of head_timeout (300 ms) after its head with nearly nothing earned by
+ * then, Content-Length and chunked alike; the room it held in max_buffered is free again. */
+START_TEST(test_body_rate) {
+        static const char length[] = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+        static const char chunked[] = "POST /v1/echo HTTP/1.1\r\nHost: x\r\n"
+                                      "Transfer-Encoding: chunked\r\n\r\n";
+        HttpLimits l = test_limits();
+        int fd[2];
+        uint64_t t0, closed[2] = {};
+        char *full = NULL;
+        Call *later;
+
+        l.max_body = 1000;
+        l.max_buffered = 1001 + 16384; /* the Content-Length body and the chunked one's start */
+        l.head_timeout_usec = 300 * USEC_PER_MSEC;
+        l.io_timeout_usec = 300 * USEC_PER_MSEC;
+        server_restart(&l);
+        fd[0] = connect_to(0);
+        fd[1] = connect_to(0);
+        ck_assert_int_ge(fd[0], 0);
+        ck_assert_int_ge(fd[1], 0);
+        ck_assert_int_eq(send(fd[0], length, strlen(length), MSG_NOSIGNAL), (ssize_t) strlen(length));
+        ck_assert_int_eq(send(fd[1], chunked, strlen(chunked), MSG_NOSIGNAL), (ssize_t) strlen(chunked));
+        t0 = now_usec();
+        while ((!closed[0] || !closed[1]) && now_usec() - t0 < 3 * USEC_PER_SEC) {
+                for (size_t i = 0; i < 2; i++)
+                        if (!closed[i] && peer_closed(fd[i]))
+                                closed[i] = now_usec();
+                        else if (!closed[i])
+                                (void) send(fd[i], i == 0 ? " " : "1\r\n \r\n", i == 0 ? 1 : 6,
+                                            MSG_NOSIGNAL);
+                settle(50 * USEC_PER_MSEC);
+        }
+        for (size_t i = 0; i < 2; i++) {
+                ck_assert_msg(closed[i], "body %zu still taken after 3 s of trickling", i);
+                ck_assert_uint_ge(closed[i] - t0, 250 * USEC_PER_MSEC);
+                ck_assert_uint_lt(closed[i] - t0, 1500 * USEC_PER_MSEC);
+                close(fd[i]);
+        }
+        ck_assert_uint_eq(F.echo_calls, 0);
+        ck_assert_int_ge(asprintf(&full, "%s[1%997s]", length, ""), 0);
+        later = raw_add(0, full);
+        run_clients_from(1);
+        ck_assert(strncmp(later->response ?: "", "HTTP/1.1 200 OK\r\n", 17) == 0);
+        ck_assert_uint_eq(F.echo_calls, 1);
+        free(full);
+}
+END_TEST
+
+/* A route that takes no body ignores a small one and refuses a larger one with 413 before it
+ * is read, whatever its framing; a route that takes one gets up to max_body. */
+START_TEST(test_no_body_routes) {
+        HttpLimits l = test_limits();
+        static char big[5000];
+        Call *small, *large, *chunked, *echo;
+        char *m;
+
+        l.max_body = 100000;
+        server_restart(&l);
+        memset(big, ' ', sizeof(big));
+        memcpy(big, "[2]", 3);
+        small = call_add_body(0, "GET", "/v1/ok", "{}", 2);
+        large = call_add_body(0, "GET", "/v1/ok", big, HTTP_NO_BODY_MAX + 1);
+        large->header = "Expect:";
+        chunked = call_add_body(0, "DELETE", "/v1/items/a/parts/b", big, sizeof(big));
+        chunked->chunked = true;
+        echo = call_add_body(0, "POST", "/v1/echo", big, sizeof(big));
+        echo->header = "Expect:";
+        run_clients();
+        ck_assert_int_eq(small->status, 200);
+        ck_assert_str_eq(small->response, "{\"ok\":true}");
+        m = assert_error(large, 413, "too-large");
+        ck_assert_str_eq(m, "GET /v1/ok takes no request body (one of at most 4096 bytes is "
+                         "ignored)");
+        free(m);
+        m = assert_error(chunked, 413, "too-large");
+        ck_assert_str_eq(m, "DELETE /v1/items/{id}/parts/{part} takes no request body (one of at "
+                         "most 4096 bytes is ignored)");
+        free(m);
+        ck_assert_int_eq(echo->status, 200);
+        ck_assert_str_eq(echo->response, "[2]");
 }
 END_TEST
 
@@ -1572,6 +1822,7 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_bad_escapes);
         tcase_add_test(tc, test_not_found);
         tcase_add_test(tc, test_method_not_allowed);
+        tcase_add_test(tc, test_method_not_allowed_long_allow);
         tcase_add_test(tc, test_json_echo);
         tcase_add_test(tc, test_too_large);
         tcase_add_test(tc, test_too_large_chunked_answered);
@@ -1583,13 +1834,18 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_keep_then_fail);
         tcase_add_test(tc, test_peer_credentials);
         tcase_add_test(tc, test_handler_errors);
+        tcase_add_test(tc, test_failed_reply_completes);
         tcase_add_test(tc, test_hostile_heads);
         tcase_add_test(tc, test_body_above_limit_answered);
+        tcase_add_test(tc, test_error_reply_drained);
         tcase_add_test(tc, test_keepalive_pipelined);
         tcase_add_test(tc, test_head_deadline);
+        tcase_add_test(tc, test_handler_timeout);
         tcase_add_test(tc, test_connection_limit);
         tcase_add_test(tc, test_tcp_per_peer_and_auth);
         tcase_add_test(tc, test_buffered_limit);
+        tcase_add_test(tc, test_body_rate);
+        tcase_add_test(tc, test_no_body_routes);
         tcase_add_test(tc, test_expect_continue);
         tcase_add_test(tc, test_listen_fd_activated);
         tcase_add_test(tc, test_listen_fd_names);

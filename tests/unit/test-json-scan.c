@@ -176,12 +176,14 @@ START_TEST(test_split) {
         }
         json_scan_done(&s);
 
-        /* Arrays deeper or shallower are not split; several at the depth all are. */
-        ck_assert_int_eq(scan_str("{\"a\":[1],\"b\":{\"c\":[2]},\"d\":[3,4]}", &l, &s), 0);
-        ck_assert_uint_eq(s.split_arrays, 2);
-        ck_assert_uint_eq(s.n_spans, 3);
+        /* Arrays deeper or shallower are not split; a second one at the depth is refused. */
+        ck_assert_int_eq(scan_str("{\"a\":[1],\"b\":{\"c\":[2,3]},\"d\":4}", &l, &s), 0);
+        ck_assert_uint_eq(s.split_arrays, 1);
+        ck_assert_uint_eq(s.n_spans, 1);
         ck_assert_uint_eq(s.top_members, 3);
         json_scan_done(&s);
+        assert_error("{\"a\":[1],\"b\":{\"c\":[2]},\"d\":[3,4]}", &l, -ENOTUNIQ,
+                     "a second array at depth 2 (byte 27)");
         ck_assert_int_eq(scan_str("[]", &l, &s), 0);
         ck_assert_uint_eq(s.n_spans, 0);
         ck_assert_int_eq(s.top, '[');
@@ -252,6 +254,41 @@ START_TEST(test_huge_batch) {
 }
 END_TEST
 
+/* The finding's body: {"a":[0,0,…],"b":[0,0,…],…}, each array within max_split_elements, is
+ * refused as the second array opens: spans stay within max_split_elements in all (before,
+ * every array was recorded, each up to the limit). */
+START_TEST(test_split_many_arrays) {
+        size_t per = 1000, n_arrays = 8, len = 0;
+        char *doc = malloc(n_arrays * (8 + 2 * per) + 2);
+        JsonScanLimits l = loose;
+        JsonScan s;
+        int r = 0;
+
+        ck_assert_ptr_nonnull(doc);
+        doc[len++] = '{';
+        for (size_t a = 0; a < n_arrays; a++) {
+                len += (size_t) sprintf(doc + len, "%s\"%c\":[", a > 0 ? "," : "", (char) ('a' + a));
+                for (size_t i = 0; i < per; i++)
+                        len += (size_t) sprintf(doc + len, "%s0", i > 0 ? "," : "");
+                doc[len++] = ']';
+        }
+        doc[len++] = '}';
+        l.split_depth = 2;
+        l.max_split_elements = per;
+        ck_assert_int_eq(json_scan_init(&s, &l), 0);
+        for (size_t off = 0; off < len && r == 0; off += 100)
+                r = json_scan_feed(&s, doc + off, MIN((size_t) 100, len - off));
+        if (r == 0)
+                r = json_scan_finish(&s);
+        ck_assert_int_eq(r, -ENOTUNIQ);
+        ck_assert_uint_eq(s.n_spans, per);
+        ck_assert_uint_le(s.spans_alloc, 2 * per);
+        ck_assert_str_eq(s.message, "a second array at depth 2 (byte 2011)");
+        json_scan_done(&s);
+        free(doc);
+}
+END_TEST
+
 START_TEST(test_limits_refused) {
         JsonScanLimits l = loose;
         JsonScan s;
@@ -284,6 +321,7 @@ static Suite *json_scan_suite(void) {
         tcase_add_test(tc, test_split);
         tcase_add_test(tc, test_split_limits);
         tcase_add_test(tc, test_huge_batch);
+        tcase_add_test(tc, test_split_many_arrays);
         tcase_add_test(tc, test_limits_refused);
         suite_add_tcase(s, tc);
         return s;

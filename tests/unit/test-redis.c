@@ -307,8 +307,8 @@ START_TEST(test_script) {
         ck_assert_int_eq(redis_command_argv(conn, on_result, &exists, ELEMENTSOF(argv), argv, NULL),
                          0);
         ck_assert(RUN_UNTIL(exists.calls == 1, 5 * SEC));
-        ck_assert_str_eq(exists.text, "[1,1,1,1,1,1,1,1,1,1,1,1,1]");
-        ck_assert_int_eq(_SCRIPT_MAX, 13);
+        ck_assert_str_eq(exists.text, "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]");
+        ck_assert_int_eq(_SCRIPT_MAX, 17);
 
         ck_assert_int_eq(queue_keys_new("tasad", "q", &k), 0);
         jk = queue_key_job(k, "j1");

@@ -138,6 +138,8 @@ START_TEST(test_batch_shape) {
                 "{\"jobs\": []}", "{\"jobs\": {}}", "{\"jobs\": [{}], \"x\": 1}",
                 "{\"jobs\": [{}], \"jobs\": [{}]}", "{\"job\": [{}]}", "[{}]", "{}",
                 "{\"jobs\": 1}", "{\"jobsx\": [{}]}", "\"jobs\"",
+                /* A second array beside it: refused by the scanner as it opens. */
+                "{\"jobs\": [{}], \"x\": [{}]}", "{\"x\": [0, 0], \"jobs\": [{}]}",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
