@@ -834,6 +834,8 @@ static const ConfigItem tasad_schema[] = {
           .def = 64, .min = 1, .max = 65536 },
         { "redis_timeout", CONFIG_DURATION, T(redis_timeout_usec), .def = SEC(10),
           .min = USEC_PER_MSEC, .max = MIN_(10) },
+        { "batch_abandon_after", CONFIG_DURATION, T(batch_abandon_after_usec), .def = MIN_(10),
+          .min = SEC(1), .max = DAY(7) },
         /* Not allocated by adduser (65536 and up), below systemd-nspawn's container ranges
          * (524288 and up) and apart from systemd's DynamicUser= range (61184-65519). */
         { "job_uid_first", CONFIG_UINT, T(job_uid_first), .def = 400000, .min = 1000,

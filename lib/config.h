@@ -45,6 +45,9 @@ typedef struct TasadConfig {
         unsigned http_max_connections_per_host; /* "http_max_connections_per_host", per
                                                  * client address on TCP, default 64 */
         uint64_t redis_timeout_usec;    /* "redis_timeout", per command, default 10s */
+        uint64_t batch_abandon_after_usec; /* "batch_abandon_after": a batch stored in steps
+                                            * whose staging stopped this long ago without a
+                                            * commit is discarded, default 10min */
         unsigned job_uid_first;         /* "job_uid_first", default 400000: the range of
                                          * accounts reserved for jobs (one per running job) */
         unsigned job_uid_count;         /* "job_uid_count", default 1024 */

@@ -24,8 +24,6 @@
 #define BATCH_STEP 1000
 #define BATCH_STEP_BYTES (4U << 20)
 #define BATCH_STEP_STR "1000"
-/* A batch whose staging stopped this long ago without a commit is discarded. */
-#define BATCH_ABANDON_MS "600000"
 /* A client's batch id leaves room for ".<index>" in its jobs' derived ids. */
 #define BATCH_ID_MAX 48
 
@@ -382,7 +380,7 @@ static int send_batch_chunk(Scheduler *s, Pending *p, JobSpec **specs, size_t fi
         _cleanup_(batch_args_done) BatchArgs a = {};
         char retention[24];
         /* Generated ids are new by construction: only client ids need an existence check. */
-        bool check = p->client_batch;
+        bool check = false;
         int r;
 
         for (size_t i = 0; i < n; i++)
@@ -497,12 +495,12 @@ static void on_batch_time(RedisConn *c, const redisReply *reply, int error, void
 static int send_stage_step(Scheduler *s, Pending *p);
 
 /* A batch of at most BATCH_STEP jobs goes in one MULTI/EXEC, BATCH_CHUNK jobs per script call:
- * stored whole or not at all, without one script call per job. A larger one is stored in steps
- * and committed (send_stage_step). Jobs without an id get "<batch>.<index>", so a retry of the
- * same batch (PUT with its id) names the same jobs. */
+ * stored whole or not at all, without one script call per job. A larger one, and every batch a
+ * client named, is stored in steps and committed (send_stage_step). Jobs without an id get
+ * "<batch>.<index>", so a retry of the same batch (PUT with its id) names the same jobs. */
 static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
         RedisConn *c = s->service->redis;
-        bool client_ids = p->client_batch;
+        bool client_ids = false;
         char derived[JOB_ID_MAX + 1];
         int r = 0;
 
@@ -515,7 +513,8 @@ static int send_batch(Scheduler *s, Pending *p, JobSpec ***specs, size_t n) {
                 client_ids = client_ids || (*specs)[i]->id;
                 r = json_array_append_new(p->ids, json_string(id)) < 0 ? -ENOMEM : 0;
         }
-        if (r >= 0 && n > BATCH_STEP) {
+        /* A named batch (PUT) is always stored in steps: a retry resumes or finds it committed. */
+        if (r >= 0 && (n > BATCH_STEP || p->client_batch)) {
                 p->specs = TAKE_PTR(*specs); /* the pending request's now */
                 p->n_specs = n;
                 return send_stage_step(s, p);
@@ -691,18 +690,21 @@ static void on_abandon_reply(RedisConn *c, const redisReply *reply, int error, v
         free(t);
 }
 
-/* Discards batches whose staging stopped BATCH_ABANDON_MS ago, one step at a time. */
+/* Discards batches whose staging stopped batch_abandon_after ago, one step at a time. */
 static void abandon_kick(Scheduler *s, size_t qi) {
         const QueueKeys *k = s->service->keys[qi];
+        char older_ms[24];
         TimerCall *t;
 
+        snprintf(older_ms, sizeof(older_ms), "%" PRIu64,
+                 MAX(s->service->config->batch_abandon_after_usec / USEC_PER_MSEC, 1));
         if (s->abandoning[qi] || !redis_conn_is_up(s->service->redis) ||
             !(t = malloc(sizeof(TimerCall))))
                 return;
         *t = (TimerCall){ s, qi };
         if (redis_script(s->service->redis, SCRIPT_BATCH_ABANDON, on_abandon_reply, t, 1, 6,
                          (const char *[]){ k->staging, k->job_prefix, k->batch_prefix,
-                                           k->staged_prefix, BATCH_ABANDON_MS, BATCH_STEP_STR },
+                                           k->staged_prefix, older_ms, BATCH_STEP_STR },
                          NULL) < 0)
                 free(t);
         else

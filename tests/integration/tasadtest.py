@@ -243,6 +243,18 @@ def http_unix(path: str, method: str, url: str, body: bytes | None = None,
         s.close()
 
 
+def api(env: "Env", daemon: str, method: str, url: str, body=None, timeout: float = 30.0):
+    """One JSON request to the scheduler's or the results daemon's Unix socket: (status, JSON)."""
+    sock = env.scheduler_socket if daemon == "scheduler" else env.results_socket
+    data = json.dumps(body).encode() if body is not None else None
+    status, raw = http_unix(str(sock), method, url, data, timeout=timeout)
+    log(f"{daemon}: {method} {url} -> {status} {raw[:300]!r}")
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        raise AssertionError(f"{method} {url}: status {status}, body is not JSON: {raw[:300]!r}") from None
+
+
 # --------------------------------------------------------------------------------------------
 # sd_notify listener
 

@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tasadtest  # noqa: E402
-from tasadtest import check, eq, holds_for, http_unix, wait_until  # noqa: E402
+from tasadtest import api, check, eq, holds_for, wait_until  # noqa: E402
 
 # The job: args TAG CODE SECONDS. Appends "start TAG - PID" to $TASAD_IT_MARK (the format
 # Env.marks() reads), sleeps SECONDS, appends "end TAG - PID", exits CODE. Jobs start with an
@@ -33,18 +33,6 @@ def write_job_queue(env, name, **keys):
     base.update(keys)
     env.write_queue(name, ["/bin/sh", "-c", JOB_SH, "job"],
                     env=[f"TASAD_IT_MARK={env.mark_path}"], **base)
-
-
-def api(env, daemon, method, url, body=None, timeout=30.0):
-    """One request to the scheduler's or the results daemon's Unix socket: (status, JSON)."""
-    sock = env.scheduler_socket if daemon == "scheduler" else env.results_socket
-    data = json.dumps(body).encode() if body is not None else None
-    status, raw = http_unix(str(sock), method, url, data, timeout=timeout)
-    tasadtest.log(f"{daemon}: {method} {url} -> {status} {raw[:300]!r}")
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        raise AssertionError(f"{method} {url}: status {status}, body is not JSON: {raw[:300]!r}") from None
 
 
 def job(tag, code=0, secs=0, **extra):

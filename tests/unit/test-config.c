@@ -54,6 +54,7 @@ static void assert_tasad_defaults(const TasadConfig *c) {
         ck_assert_uint_eq(c->http_max_connections, 512);
         ck_assert_uint_eq(c->http_max_connections_per_host, 64);
         ck_assert_uint_eq(c->redis_timeout_usec, SEC(10));
+        ck_assert_uint_eq(c->batch_abandon_after_usec, SEC(600));
 }
 
 START_TEST(test_tasad_defaults) {
@@ -103,6 +104,7 @@ START_TEST(test_tasad_full) {
         ck_assert_uint_eq(c->http_max_connections, 100);
         ck_assert_uint_eq(c->http_max_connections_per_host, 7);
         ck_assert_uint_eq(c->redis_timeout_usec, 250 * USEC_PER_MSEC);
+        ck_assert_uint_eq(c->batch_abandon_after_usec, SEC(90));
 }
 END_TEST
 

@@ -249,7 +249,7 @@ int client_path_query(Client *c, char **path, const char *name, const char *valu
 /* The per-request options: where, how and how long. */
 static int request_setup(Client *c, ClientService s, const char *method, const char *url,
                          const char *json, uint64_t timeout_usec, Buffer *b) {
-        bool post = streq(method, "POST");
+        bool post = streq(method, "POST"), body = post || streq(method, "PUT");
         CURLcode cc = CURLE_OK;
 
         SET(CURLOPT_URL, url);
@@ -257,7 +257,7 @@ static int request_setup(Client *c, ClientService s, const char *method, const c
         SET(CURLOPT_WRITEDATA, b);
         SET(CURLOPT_TIMEOUT_MS, (long) MAX(timeout_usec / USEC_PER_MSEC, (uint64_t) 1));
         SET(CURLOPT_HTTPHEADER, json ? c->headers_json : c->headers_none);
-        if (post) {
+        if (body) {
                 SET(CURLOPT_POST, 1L);
                 SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) (json ? strlen(json) : 0));
                 SET(CURLOPT_POSTFIELDS, json ?: "");

@@ -16,6 +16,7 @@ bool arg_wait = false;
 bool arg_stderr = false;
 const char *arg_payload_file = NULL;
 const char *arg_id = NULL;
+const char *arg_batch_id = NULL;
 const char *arg_queue = NULL;
 const char *arg_timeout = NULL;
 uint64_t arg_timeout_usec = USEC_INFINITY;
@@ -44,11 +45,13 @@ enum {
         ARG_WAIT,
         ARG_STDERR,
         ARG_QUEUE,
+        ARG_BATCH_ID,
 };
 #define OPTION_BIT(arg) (1u << ((arg) - ARG_STDIN))
 #define OPT_SUBMIT                                                                       \
         (OPTION_BIT(ARG_STDIN) | OPTION_BIT(ARG_PAYLOAD_FILE) | OPTION_BIT(ARG_ID) |     \
-         OPTION_BIT(ARG_TIMEOUT) | OPTION_BIT(ARG_EACH) | OPTION_BIT(ARG_WAIT))
+         OPTION_BIT(ARG_TIMEOUT) | OPTION_BIT(ARG_EACH) | OPTION_BIT(ARG_WAIT) |        \
+         OPTION_BIT(ARG_BATCH_ID))
 
 static const struct option options[] = {
         { "help", no_argument, NULL, 'h' },
@@ -66,6 +69,7 @@ static const struct option options[] = {
         { "wait", no_argument, NULL, ARG_WAIT },
         { "stderr", no_argument, NULL, ARG_STDERR },
         { "queue", required_argument, NULL, ARG_QUEUE },
+        { "batch-id", required_argument, NULL, ARG_BATCH_ID },
         {},
 };
 
@@ -145,6 +149,9 @@ static const char help_text[] =
 "      --each             one job per non-empty line of standard input, the\n"
 "                         line's whitespace-separated words appended to the\n"
 "                         ARGs; sent in batches of 10000; one id per line\n"
+"      --batch-id=NAME    with --each: every line in one batch named NAME (at\n"
+"                         most 1000000 jobs, job ids NAME.0, NAME.1, ...); the\n"
+"                         same command run again stores nothing twice\n"
 "      --wait             wait for the job, copy its stdout to stdout and its\n"
 "                         stderr to stderr, exit with the job's exit status\n"
 "                         (with --json: print its final status instead)\n"
@@ -242,6 +249,7 @@ static int parse_option(int c) {
         case ARG_ID: arg_id = optarg; break;
         case ARG_TIMEOUT: return parse_timeout(optarg);
         case ARG_EACH: arg_each = true; break;
+        case ARG_BATCH_ID: arg_batch_id = optarg; break;
         case ARG_WAIT: arg_wait = true; break;
         case ARG_STDERR: arg_stderr = true; break;
         case ARG_QUEUE: arg_queue = optarg; break;

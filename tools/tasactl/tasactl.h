@@ -32,6 +32,7 @@ extern bool arg_wait;
 extern bool arg_stderr;
 extern const char *arg_payload_file;
 extern const char *arg_id;
+extern const char *arg_batch_id;
 extern const char *arg_queue;
 extern const char *arg_timeout;         /* as written, for submit (the daemon parses it) */
 extern uint64_t arg_timeout_usec;       /* parsed, for wait */

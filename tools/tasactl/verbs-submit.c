@@ -13,8 +13,9 @@
 #include "parse.h"
 #include "tasactl.h"
 
-/* Jobs per batch request with --each. */
+/* Jobs per batch request with --each; with --batch-id every line goes in one batch. */
 #define EACH_BATCH_MAX 10000
+#define NAMED_BATCH_MAX 1000000
 /* Payload bytes per EVP_EncodeBlock() call: a multiple of 3, far below INT_MAX. */
 #define BASE64_CHUNK (3 * 65536)
 
@@ -43,6 +44,8 @@ static int check_options(void) {
                 return tasactl_usage_error("--id names one job; it cannot be used with --each");
         if (arg_each && arg_wait)
                 return tasactl_usage_error("--wait waits for one job; it cannot be used with --each");
+        if (arg_batch_id && !arg_each)
+                return tasactl_usage_error("--batch-id names the batch of --each");
         return 0;
 }
 
@@ -275,7 +278,8 @@ typedef struct Each {
         const JobTemplate *template;
         char *what;
         json_t *jobs;                   /* the batch being collected */
-        size_t lines[EACH_BATCH_MAX];   /* input line of each job of the batch */
+        size_t max;                     /* jobs per request */
+        size_t *lines;                  /* input line of each job of the batch */
         size_t n_submitted;             /* jobs of earlier batches, stored by the scheduler */
         char *note;
 } Each;
@@ -284,6 +288,7 @@ static Each *each_free(Each *e) {
         if (!e)
                 return NULL;
         free(e->what);
+        free(e->lines);
         json_decref(e->jobs);
         free(e->note);
         free(e);
@@ -360,10 +365,10 @@ static int each_send(Each *e) {
         body = json_pack("{sO}", "jobs", e->jobs);
         if (!body)
                 return output_oom();
-        r = client_path(e->client, &path, "queues", e->queue, "batches", NULL);
+        r = client_path(e->client, &path, "queues", e->queue, "batches", arg_batch_id, NULL);
         if (r >= 0)
-                r = client_request(e->client, CLIENT_SCHEDULER, "POST", path, body, CLIENT_TIMEOUT_USEC,
-                                   e->what, &reply);
+                r = client_request(e->client, CLIENT_SCHEDULER, arg_batch_id ? "PUT" : "POST",
+                                   path, body, CLIENT_TIMEOUT_USEC, e->what, &reply);
         if (r < 0)
                 return r;
         if (reply.status < 200 || reply.status >= 300)
@@ -421,10 +426,19 @@ static int each_add_line(Each *e, char *line, size_t len, size_t lineno) {
         r = job_object(e->template, words, &job);
         if (r < 0)
                 return r;
+        if (json_array_size(e->jobs) == e->max) {
+                if (arg_batch_id)
+                        return each_error(e, E2BIG, "standard input line %zu: a batch (--batch-id) "
+                                          "holds at most %d jobs; nothing was submitted", lineno,
+                                          NAMED_BATCH_MAX);
+                r = each_send(e);
+                if (r < 0)
+                        return r;
+        }
         e->lines[json_array_size(e->jobs)] = lineno;
         if (json_array_append_new(e->jobs, job) < 0)
                 return output_oom();
-        return json_array_size(e->jobs) == EACH_BATCH_MAX ? each_send(e) : 0;
+        return 0;
 }
 
 static int submit_each(Client *c, const char *queue, const JobTemplate *t) {
@@ -435,8 +449,16 @@ static int submit_each(Client *c, const char *queue, const JobTemplate *t) {
         int r = 0;
 
         e = calloc(1, sizeof(Each));
-        if (!e || !(e->jobs = json_array()) ||
+        if (!e)
+                return output_oom();
+        e->max = arg_batch_id ? NAMED_BATCH_MAX : EACH_BATCH_MAX;
+        if (!(e->jobs = json_array()) || !(e->lines = calloc(e->max, sizeof(size_t))) ||
             asprintf(&e->what, "submit to queue '%s' refused", queue) < 0)
+                return output_oom();
+        /* A named batch whose outcome is unknown can be sent again as it is. */
+        if (arg_batch_id && (asprintf(&e->note, "run the same command again: with --batch-id "
+                                      "nothing is stored twice") < 0 ||
+                             client_set_note(c, e->note) < 0))
                 return output_oom();
         e->client = c;
         e->queue = queue;
