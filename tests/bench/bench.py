@@ -328,6 +328,17 @@ class Bench:
             raise BenchError(f"batch of {count} jobs answered {obj.get('count')} jobs")
         return obj, t0, dt
 
+    def all_ready(self, queue: str, jobs: int, timeout: float = 120) -> float:
+        """Waits until the queue's ready list holds `jobs` ids; returns when (time.time())."""
+        deadline = time.monotonic() + timeout
+        while (queued := self.redis.call("LLEN", self.env.key(queue, "ready"))) < jobs:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{jobs} jobs accepted but {queued} in ready after {timeout}s")
+            time.sleep(0.002)
+        if queued != jobs:
+            raise BenchError(f"{jobs} jobs accepted but {queued} in ready")
+        return time.time()
+
     def wait_batches(self, batches: list[str], timeout: float = 600):
         for b in batches:
             deadline = time.monotonic() + timeout
@@ -446,22 +457,23 @@ class Bench:
     def section_submit(self):
         jobs = self.n(100_000, 10_000)
         q = "sub"      # no worker: the jobs stay queued
-        each, batch, per_job = [], [], []
+        each, batch, accepted, per_job = [], [], [], []
         for _ in range(self.runs):
             self.clear_queue(q)
             ids, _, t0 = self.submit_each(q, 1, jobs)
-            each.append(jobs / (time.time() - t0))
+            each.append(jobs / (self.all_ready(q, jobs) - t0))
             self.clear_queue(q)
             before = self.redis.used_memory()
             obj, t0, dt = self.batch_request(q, 1, jobs)
-            batch.append(jobs / dt)
-            queued = self.redis.call("LLEN", self.env.key(q, "ready"))
-            if queued != jobs:
-                raise BenchError(f"{jobs} jobs accepted but {queued} queued")
+            accepted.append(jobs / dt)
+            # A batch of more than 1000 jobs is committed, then delivered to ready in steps
+            # (docs/protocol.md): the figure ends when a worker could take every job.
+            batch.append(jobs / (self.all_ready(q, jobs) - t0))
             per_job.append((self.redis.used_memory() - before) / jobs)
         self.clear_queue(q)
         self.report["submit"] = {"jobs": jobs, "each_jobs_per_sec": summary(each),
-                                 "batch_jobs_per_sec": summary(batch)}
+                                 "batch_jobs_per_sec": summary(batch),
+                                 "batch_accepted_jobs_per_sec": summary(accepted)}
         self.report["redis_bytes_per_queued_job"] = summary(per_job)
 
     def section_footprint(self):
@@ -611,7 +623,9 @@ def table(rep: dict) -> str:
     if sub:
         rows.append((f"submit --each, {sub['jobs']:,} jobs [jobs/s]",
                      fmt_summary(sub["each_jobs_per_sec"]), ""))
-        rows.append((f"one batch request, {sub['jobs']:,} jobs [jobs/s]",
+        rows.append((f"one batch request, {sub['jobs']:,} jobs, answered [jobs/s]",
+                     fmt_summary(sub["batch_accepted_jobs_per_sec"]), ""))
+        rows.append((f"one batch request, {sub['jobs']:,} jobs, all in ready [jobs/s]",
                      fmt_summary(sub["batch_jobs_per_sec"]),
                      f"≥ {TARGETS['submit_batch_jobs_per_sec']:,}"))
         rows.append(("Redis memory per queued job [bytes]",
