@@ -36,6 +36,14 @@ int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char *
         size_t k;
         int r;
 
+        /* Each argument's own rules first: "-oN /tmp/x" to a queue of one address is refused
+         * for "-oN" not being one, which says more than the count does. The decoders bound
+         * n_args (max_args + 16 at most from a request), so this costs little. */
+        for (size_t i = 0; i < n_args; i++) {
+                r = arg_validate(q, args[i], i, ret_error);
+                if (r < 0)
+                        return r;
+        }
         if (n_args > q->max_args)
                 return error_setf(ret_error, -E2BIG, "args: %zu arguments exceed max_args (%u)", n_args,
                                   q->max_args);
@@ -47,11 +55,6 @@ int args_validate(const QueueConfig *q, char *const *args, size_t n_args, char *
                         if (r < 0)
                                 return r;
                 }
-        for (size_t i = 0; i < n_args; i++) {
-                r = arg_validate(q, args[i], i, ret_error);
-                if (r < 0)
-                        return r;
-        }
         return 0;
 }
 

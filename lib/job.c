@@ -288,9 +288,21 @@ static int spec_timeout_value(const json_t *v, uint64_t *ret_usec, char **ret_er
                                                                       : (uint64_t) i * USEC_PER_SEC;
                 return 0;
         }
+        if (json_is_real(v)) {
+                /* Seconds with a fraction (1.5), to the microsecond, rounded down. jansson has
+                 * no real for what overflows a double, so every real here is finite. */
+                double d = json_real_value(v);
+
+                if (!(d * USEC_PER_SEC >= 1.0))
+                        return error_setf(ret_error, -EINVAL,
+                                          "timeout: must be positive (at least 1 microsecond)");
+                *ret_usec = d >= (double) UINT64_MAX / USEC_PER_SEC ? UINT64_MAX
+                                                                     : (uint64_t) (d * USEC_PER_SEC);
+                return 0;
+        }
         if (!json_is_string(v))
                 return error_setf(ret_error, -EINVAL,
-                                  "timeout: must be a duration string or a positive integer of seconds");
+                                  "timeout: must be a duration string or a positive number of seconds");
         s = json_cstring(v);
         if (!s || parse_duration(s, &usec) < 0)
                 return error_setf(ret_error, -EINVAL, "timeout: not a valid duration (e.g. \"90s\", \"5m\")");
@@ -315,6 +327,10 @@ static int spec_parse_timeout(SpecParser *p, const json_t *v, char **ret_error) 
                         return error_setf(ret_error, -EINVAL,
                                           "timeout: %" JSON_INTEGER_FORMAT "s exceeds the queue's timeout (%s)",
                                           json_integer_value(v), limit);
+                if (json_is_real(v))
+                        return error_setf(ret_error, -EINVAL,
+                                          "timeout: %.16gs exceeds the queue's timeout (%s)",
+                                          json_real_value(v), limit);
                 return error_setf(ret_error, -EINVAL, "timeout: %s exceeds the queue's timeout (%s)",
                                   json_string_value(v), limit);
         }

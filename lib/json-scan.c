@@ -188,9 +188,9 @@ static int key_begin(JsonScan *s, uint64_t at) {
 static int string_end(JsonScan *s, uint64_t end) {
         if (!s->is_key)
                 return value_end(s, end);
-        if (s->depth == 1 && s->count[1] == 1)
-                s->first_key = (JsonSpan) { (uint32_t) s->token_start,
-                                            (uint32_t) (end - s->token_start) };
+        if (s->depth == 1 && s->count[1] <= 2)
+                *(s->count[1] == 1 ? &s->first_key : &s->second_key) =
+                        (JsonSpan) { (uint32_t) s->token_start, (uint32_t) (end - s->token_start) };
         s->lex = L_NONE;
         s->expect = E_COLON;
         return 0;

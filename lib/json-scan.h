@@ -43,6 +43,7 @@ typedef struct JsonScan {
         char top;                       /* '{', '[', or 0 for a scalar */
         uint64_t top_members;           /* members or elements of the top-level container */
         JsonSpan first_key;             /* the first top-level key, its quotes included */
+        JsonSpan second_key;            /* the second one (length 0: none so far) */
         unsigned split_arrays;          /* arrays at split_depth: 0 or 1 */
         JsonSpan *spans;                /* the elements of that array, in order */
         size_t n_spans;

@@ -92,12 +92,54 @@ _printf_(3, 4) static void submission_finish(Submission *sub, int r, const char 
         sub->done(sub, r, message ?: (r < 0 ? strerror(-r) : NULL), sub->userdata);
 }
 
+/* A top-level key of the body (span: with its quotes) as a string, NULL when it is not one
+ * (invalid UTF-8: the scanner does not check it). */
+static json_t *key_at(const Submission *sub, JsonSpan span) {
+        return span.length > 0 ? json_loadb(sub->body + span.offset, span.length,
+                                            JSON_DECODE_ANY, NULL) : NULL;
+}
+
+/* The batch body's one wrong top-level key: the first when it is not "jobs", else the second
+ * (then "jobs" twice, or another key beside it); NULL when none is known. */
+static json_t *wrong_key(const Submission *sub, bool *ret_twice) {
+        json_t *first = key_at(sub, sub->scan.first_key), *second;
+        bool jobs = first && streq(json_string_value(first) ?: "", "jobs") &&
+                    json_string_length(first) == 4;
+
+        *ret_twice = false;
+        if (!jobs)
+                return first;
+        json_decref(first);
+        second = key_at(sub, sub->scan.second_key);
+        *ret_twice = second && streq(json_string_value(second) ?: "", "jobs") &&
+                     json_string_length(second) == 4;
+        return second;
+}
+
 static void refuse_shape(Submission *sub) {
-        if (sub->batch)
-                submission_finish(sub, -EBADMSG, "body must be {\"jobs\": [job, ...]} with 1 to %u "
-                                  "jobs", SUBMISSION_BATCH_MAX);
-        else
-                submission_finish(sub, -EBADMSG, "body must be a JSON object");
+        _cleanup_(json_decrefp) json_t *key = NULL;
+        bool twice;
+
+        if (!sub->batch)
+                return submission_finish(sub, -EBADMSG, "body must be a JSON object");
+        key = sub->scan.top == '{' ? wrong_key(sub, &twice) : NULL;
+        if (json_is_string(key) && twice)
+                return submission_finish(sub, -EBADMSG, "key 'jobs' appears twice: body must be "
+                                         "{\"jobs\": [job, ...]} with 1 to %u jobs",
+                                         SUBMISSION_BATCH_MAX);
+        if (json_is_string(key)) {
+                const char *k = json_string_value(key);
+                size_t n = MIN(strlen(k), (size_t) 64);
+
+                while (n < strlen(k) && n > 0 && ((unsigned char) k[n] & 0xc0) == 0x80)
+                        n--; /* not in the middle of a UTF-8 sequence */
+                return submission_finish(sub, -EBADMSG, "unknown key '%.*s%s': body must be "
+                                         "{\"jobs\": [job, ...]} with 1 to %u jobs, nothing else",
+                                         (int) n, k, n < strlen(k) ? "..." : "",
+                                         SUBMISSION_BATCH_MAX);
+        }
+        submission_finish(sub, -EBADMSG, "body must be {\"jobs\": [job, ...]} with 1 to %u jobs",
+                          SUBMISSION_BATCH_MAX);
 }
 
 /* What a scanner error means for a submission. */

@@ -78,6 +78,12 @@ static json_t *args_to_json(const redisReply *r) {
         return arr;
 }
 
+bool record_ran(const redisReply *r) {
+        const char *state = record_get(r, "state", NULL);
+
+        return get_u64(r, "attempt") > 0 || !state || !streq(state, "cancelled");
+}
+
 json_t *record_to_status(const redisReply *r, const char *queue, const char *id) {
         const char *state = record_get(r, "state", NULL), *batch = record_get(r, "batch", NULL);
         json_t *o;
@@ -88,7 +94,13 @@ json_t *record_to_status(const redisReply *r, const char *queue, const char *id)
                       state, "attempt", (json_int_t) get_u64(r, "attempt"), "batch",
                       batch ? json_string(batch) : json_null(), "created",
                       (double) get_u64(r, "created") / 1000.0, "args", args_to_json(r));
-        if (o)
+        /* A job cancelled before any attempt ran has how it ended, but no attempt's fields:
+         * nothing ran, so nothing was measured or captured. */
+        if (o && !record_ran(r)) {
+                json_object_set_new(o, "outcome", json_string("cancelled"));
+                json_object_set_new(o, "finished",
+                                    json_real((double) get_u64(r, "finished") / 1000.0));
+        } else if (o)
                 add_attempt(o, r);
         if (o && record_get(r, "gather_error", NULL)) /* set aside by the gatherer: why */
                 json_object_set_new(o, "gather_error", json_string(record_get(r, "gather_error", NULL)));

@@ -325,15 +325,35 @@ static int query_status(Query *q) {
         return query_hgetall(q, queue_key_job, on_status_record);
 }
 
+/* Whether a job cancelled before any attempt ran: from the record's state and attempt (the
+ * HMGET of reply_output), or from its result.json once the record expired. */
+static bool never_ran(Query *q, const redisReply *reply) {
+        const char *state = redis_reply_string(redis_reply_element(reply, 1), NULL);
+        const char *attempt = redis_reply_string(redis_reply_element(reply, 2), NULL);
+        _cleanup_(json_decrefp) json_t *status = NULL;
+
+        if (state)
+                return streq(state, "cancelled") && (!attempt || streq(attempt, "0"));
+        status = status_from_disk(q->results, q->queue, q->id);
+        return status && streq(json_string_value(json_object_get(status, "state")) ?: "",
+                               "cancelled") &&
+               json_integer_value(json_object_get(status, "attempt")) == 0;
+}
+
+/* reply: HMGET out|err state attempt of the record. */
 static void reply_output(Query *q, const redisReply *reply) {
         Results *r = q->results;
         _cleanup_free_ char *path = result_path(r, q->queue, q->id, q->what), *data = NULL;
         size_t len = 0;
-        const char *v = redis_reply_string(reply, &len);
+        const char *v = redis_reply_string(redis_reply_element(reply, 0), &len);
         _cleanup_fclose_ FILE *f = NULL;
 
         if (v) /* not gathered yet: still in Redis */
                 return (void) http_reply_bytes(q->req, 200, "application/octet-stream", v, len);
+        if (never_ran(q, reply))
+                return (void) http_reply_error(q->req, 404, "not-found", "job '%s' was cancelled "
+                                               "before any attempt ran: it has no %s", q->id,
+                                               q->what);
         f = path ? fopen(path, "re") : NULL;
         if (!f)
                 return (void) http_reply_error(q->req, 404, "not-found",
@@ -395,8 +415,9 @@ static void on_job_located(Service *svc, int k, size_t qi, void *userdata) {
         q->queue = qi; /* one the client may read: nothing else is searched */
         jk = queue_key_job(svc->keys[qi], q->id);
         if (streq(q->what, "stdout") || streq(q->what, "stderr"))
-                k = !jk ? -ENOMEM : redis_command_argv(svc->redis, on_output_field, q, 3,
-                                  (const char *[]){ "HGET", jk, streq(q->what, "stdout") ? "out" : "err" }, NULL);
+                k = !jk ? -ENOMEM : redis_command_argv(svc->redis, on_output_field, q, 5,
+                                  (const char *[]){ "HMGET", jk, streq(q->what, "stdout") ? "out" : "err",
+                                                    "state", "attempt" }, NULL);
         else
                 k = query_status(q);
         if (k < 0) {

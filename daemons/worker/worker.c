@@ -27,7 +27,7 @@
 #define JOB_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define STATUS_INTERVAL_USEC (100 * USEC_PER_MSEC)
 #define PREFETCH_SHORT_USEC (100 * USEC_PER_MSEC) /* jobs this short may be prefetched */
-#define TAKE_FIELDS 6   /* id, attempt, args, payload, timeout, redeliveries (take.lua) */
+#define TAKE_FIELDS 7   /* id, attempt, args, payload, timeout, redeliveries, v (take.lua) */
 
 typedef enum WorkerJobState {
         WJ_STARTING,    /* taken with BLMOVE, start script in flight */
@@ -44,12 +44,15 @@ typedef struct JobFields {
         size_t payload_len;
         char *timeout;
         size_t timeout_len;
+        char *version;          /* the record's v: only JOB_RECORD_VERSION is run */
+        size_t version_len;
 } JobFields;
 
 static void job_fields_done(JobFields *f) {
         free(f->args);
         free(f->payload);
         free(f->timeout);
+        free(f->version);
         *f = (JobFields){};
 }
 
@@ -545,6 +548,27 @@ static void job_fail_early(WorkerJob *j, const char *outcome, int exit_code, con
         job_send_result(j);
 }
 
+/* Whether the record is of the version this worker knows (docs/protocol.md: a change an
+ * older daemon would misread bumps v); else the detail of its refusal. */
+static bool job_version_known(const JobFields *f, char *detail, size_t size) {
+        bool digits = f->version && f->version_len > 0 && f->version_len <= 9 &&
+                      strspn(f->version, "0123456789") == f->version_len;
+
+        if (digits && f->version_len == 1 && f->version[0] == '0' + JOB_RECORD_VERSION)
+                return true;
+        if (!f->version || f->version_len == 0)
+                snprintf(detail, size, "the job's record has no version field v: this worker "
+                         "runs records of version %d only", JOB_RECORD_VERSION);
+        else if (digits)
+                snprintf(detail, size, "the job's record is of version v=%.*s: this worker runs "
+                         "records of version %d only", (int) f->version_len, f->version,
+                         JOB_RECORD_VERSION);
+        else
+                snprintf(detail, size, "the job's record has a malformed version field v: this "
+                         "worker runs records of version %d only", JOB_RECORD_VERSION);
+        return false;
+}
+
 /* Starts the job's process with f (which may point into a reply). */
 static void job_launch(WorkerJob *j, const JobFields *f) {
         Worker *w = j->worker;
@@ -556,12 +580,17 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
         const char *a = f->args, *payload = f->payload, *t = f->timeout;
         uint64_t timeout = q->timeout_usec, job_timeout;
         const char *step = NULL;
+        char refusal[160];
         int r;
 
         /* Written straight into Redis by another producer: it must never become a path. */
         if (!job_id_is_valid(j->id))
                 return job_fail_early(j, "invalid", -1, "the job's id is not a valid id "
                                       "([A-Za-z0-9_.:-]{1,64}, not starting with '.' or '-')");
+        /* A record of another version may mean something else by any field: nothing of it is
+         * run (a final outcome: dead-lettered, its record kept as it is for the operator). */
+        if (!job_version_known(f, refusal, sizeof(refusal)))
+                return job_fail_early(j, "invalid", -1, refusal);
         r = job_args_decode(a ? a : "", args_len, q->max_args, q->max_arg_len, &args, &n_args);
         if (r >= 0)
                 r = args_validate(q, args, n_args, &error);
@@ -624,23 +653,26 @@ static char *memdup_nul(const char *p, size_t n) {
         return d;
 }
 
-/* Elements i, i+1, i+2 of reply (args, payload, timeout), pointing into it. */
+/* Elements i, i+1, i+2 and i+4 of reply (args, payload, timeout, v; i+3 is redeliveries),
+ * pointing into it. */
 static JobFields job_fields_view(const redisReply *reply, size_t i) {
         JobFields f = {};
 
         f.args = (char *) redis_reply_string(redis_reply_element(reply, i), &f.args_len);
         f.payload = (char *) redis_reply_string(redis_reply_element(reply, i + 1), &f.payload_len);
         f.timeout = (char *) redis_reply_string(redis_reply_element(reply, i + 2), &f.timeout_len);
+        f.version = (char *) redis_reply_string(redis_reply_element(reply, i + 4), &f.version_len);
         return f;
 }
 
 /* A copy that outlives the reply. */
 static int job_fields_dup(JobFields *dst, const JobFields *src) {
         *dst = (JobFields){ .args_len = src->args_len, .payload_len = src->payload_len,
-                            .timeout_len = src->timeout_len };
+                            .timeout_len = src->timeout_len, .version_len = src->version_len };
         if ((src->args && !(dst->args = memdup_nul(src->args, src->args_len))) ||
             (src->payload && !(dst->payload = memdup_nul(src->payload, src->payload_len))) ||
-            (src->timeout && !(dst->timeout = memdup_nul(src->timeout, src->timeout_len))))
+            (src->timeout && !(dst->timeout = memdup_nul(src->timeout, src->timeout_len))) ||
+            (src->version && !(dst->version = memdup_nul(src->version, src->version_len))))
                 return -ENOMEM;
         return 0;
 }

@@ -48,7 +48,8 @@ end
 -- Takes up to n ready jobs for a worker and leases them (what BLMOVE + start do for one job,
 -- in one step, so the worker needs no proc list for them). A cancel asked while a job ran that
 -- outlived its attempt ends it here, as in start. Returns a flat list of
--- id, attempt, args, payload, timeout_us, redeliveries per job taken.
+-- id, attempt, args, payload, timeout_us, redeliveries, v (the record's version, '' when it has
+-- none: the worker refuses any but 1) per job taken.
 local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, started,
                          retention, batch_prefix, job_prefix, n, now)
   local out = {}
@@ -59,7 +60,7 @@ local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, 
     if not id then break end
     local jk = job_prefix .. id
     local f = redis.call('HMGET', jk, 'state', 'cancel', 'batch', 'args', 'payload', 'timeout',
-      'redeliveries')
+      'redeliveries', 'v')
     if f[1] == 'queued' and f[2] == '1' then
       redis.call('HSET', jk, 'outcome', 'cancelled', 'finished', now)
       finalize(jk, id, 'cancelled', f[3], batch_prefix, done, stats, retention)
@@ -73,6 +74,7 @@ local function take_jobs(ready, leases, workers, done, stats, worker, lease_ms, 
       out[#out + 1] = f[5] or ''
       out[#out + 1] = f[6] or ''
       out[#out + 1] = f[7] or '0'
+      out[#out + 1] = f[8] or ''
       taken = taken + 1
     end
   end

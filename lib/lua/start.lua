@@ -3,7 +3,8 @@
 -- KEYS: proc list, job, leases, workers, done stream, stats
 -- ARGV: id, worker id, lease_ms, started_us (worker clock, informational), retention_s,
 --       batch key prefix
--- Returns {'run', attempt, args, payload, timeout_us, redeliveries} or {'skip', why}.
+-- Returns {'run', attempt, args, payload, timeout_us, redeliveries, v} (v: the record's version,
+-- '' when it has none) or {'skip', why}.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return {'skip', 'reclaimed'}   -- given back meanwhile (release/reap): someone else runs it
 end
@@ -22,5 +23,5 @@ local attempt = redis.call('HINCRBY', KEYS[2], 'attempt', 1)
 redis.call('HSET', KEYS[2], 'state', 'running', 'worker', ARGV[2], 'started', ARGV[4])
 redis.call('ZADD', KEYS[3], exp, ARGV[1])
 redis.call('ZADD', KEYS[4], exp, ARGV[2])
-local f = redis.call('HMGET', KEYS[2], 'args', 'payload', 'timeout', 'redeliveries')
-return {'run', attempt, f[1] or '', f[2] or '', f[3] or '', f[4] or '0'}
+local f = redis.call('HMGET', KEYS[2], 'args', 'payload', 'timeout', 'redeliveries', 'v')
+return {'run', attempt, f[1] or '', f[2] or '', f[3] or '', f[4] or '0', f[5] or ''}

@@ -142,8 +142,25 @@ START_TEST(test_validate_null_error) {
 
         queue_init("[0-9]+");
         ck_assert_int_eq(args_validate(&q, args, 1, NULL), -EINVAL);
+        args[0] = (char *) "1";
         q.max_args = 0;
         ck_assert_int_eq(args_validate(&q, args, 1, NULL), -E2BIG);
+        queue_done();
+}
+END_TEST
+
+/* An argument that breaks the pattern is named before the count is looked at: the README's
+ * "tasactl submit tnmap -- -oN /tmp/x" is refused as "not an address". */
+START_TEST(test_validate_pattern_before_count) {
+        char *args[] = { (char *) "-oN", (char *) "/tmp/x" };
+
+        queue_init("[0-9.]+");
+        q.max_args = 1;
+        assert_invalid(args, 2, -EINVAL, "args[0]: does not match the queue's pattern '[0-9.]+'");
+        args[0] = (char *) "127.0.0.1";
+        assert_invalid(args, 2, -EINVAL, "args[1]: does not match the queue's pattern '[0-9.]+'");
+        args[1] = (char *) "127.0.0.2";
+        assert_invalid(args, 2, -E2BIG, "args: 2 arguments exceed max_args (1)");
         queue_done();
 }
 END_TEST
@@ -318,6 +335,7 @@ static Suite *args_suite(void) {
         tcase_add_test(tc, test_validate_pattern);
         tcase_add_test(tc, test_validate_no_pattern);
         tcase_add_test(tc, test_validate_null_error);
+        tcase_add_test(tc, test_validate_pattern_before_count);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("build_argv");

@@ -350,12 +350,18 @@ START_TEST(test_spec_timeout_forms) {
         _cleanup_(job_spec_freep) JobSpec *c = spec_ok("{\"timeout\": 3600}");
         _cleanup_(job_spec_freep) JobSpec *d = spec_ok("{\"timeout\": \"1m30s\"}");
         _cleanup_(job_spec_freep) JobSpec *e = spec_ok("{\"timeout\": \"250ms\"}");
+        _cleanup_(job_spec_freep) JobSpec *f = spec_ok("{\"timeout\": 1.5}");
+        _cleanup_(job_spec_freep) JobSpec *g = spec_ok("{\"timeout\": 0.000001}");
+        _cleanup_(job_spec_freep) JobSpec *h = spec_ok("{\"timeout\": 3600.0}");
 
         ck_assert_uint_eq(a->timeout_usec, 30 * USEC_PER_SEC);
         ck_assert_uint_eq(b->timeout_usec, 3600 * USEC_PER_SEC); /* equal to the queue's */
         ck_assert_uint_eq(c->timeout_usec, 3600 * USEC_PER_SEC);
         ck_assert_uint_eq(d->timeout_usec, 90 * USEC_PER_SEC);
         ck_assert_uint_eq(e->timeout_usec, 250 * USEC_PER_MSEC);
+        ck_assert_uint_eq(f->timeout_usec, 1500 * USEC_PER_MSEC);
+        ck_assert_uint_eq(g->timeout_usec, 1);
+        ck_assert_uint_eq(h->timeout_usec, 3600 * USEC_PER_SEC);
 }
 END_TEST
 
@@ -576,7 +582,7 @@ START_TEST(test_spec_bad_id) {
 END_TEST
 
 START_TEST(test_spec_bad_timeout) {
-        static const char type[] = "timeout: must be a duration string or a positive integer of seconds";
+        static const char type[] = "timeout: must be a duration string or a positive number of seconds";
 
         spec_fail("{\"timeout\": \"2h\"}", -EINVAL, "timeout: 2h exceeds the queue's timeout (1h)");
         spec_fail("{\"timeout\": 7200}", -EINVAL, "timeout: 7200s exceeds the queue's timeout (1h)");
@@ -586,7 +592,11 @@ START_TEST(test_spec_bad_timeout) {
         spec_fail("{\"timeout\": 0}", -EINVAL, "timeout: must be positive");
         spec_fail("{\"timeout\": -5}", -EINVAL, "timeout: must be positive");
         spec_fail("{\"timeout\": \"0s\"}", -EINVAL, "timeout: must be positive");
-        spec_fail("{\"timeout\": 1.5}", -EINVAL, type);
+        spec_fail("{\"timeout\": 3600.5}", -EINVAL, "timeout: 3600.5s exceeds the queue's timeout (1h)");
+        spec_fail("{\"timeout\": 1e300}", -EINVAL, "timeout: 1e+300s exceeds the queue's timeout (1h)");
+        spec_fail("{\"timeout\": 0.0}", -EINVAL, "timeout: must be positive (at least 1 microsecond)");
+        spec_fail("{\"timeout\": 1e-9}", -EINVAL, "timeout: must be positive (at least 1 microsecond)");
+        spec_fail("{\"timeout\": -1.5}", -EINVAL, "timeout: must be positive (at least 1 microsecond)");
         spec_fail("{\"timeout\": true}", -EINVAL, type);
         spec_fail("{\"timeout\": null}", -EINVAL, type);
         spec_fail("{\"timeout\": \"abc\"}", -EINVAL, "timeout: not a valid duration (e.g. \"90s\", \"5m\")");

@@ -532,7 +532,7 @@ START_TEST(test_start_runs) {
         ck_assert_str_eq(list(pkey(W1)), "j1");
         t0 = redis_now();
         ck_assert_str_eq(rendered(start("j1", W1)),
-                         "[\"run\",1,\"4:echo,5:hello,\",\"in\\x00put\",\"5000000\",\"0\"]");
+                         "[\"run\",1,\"4:echo,5:hello,\",\"in\\x00put\",\"5000000\",\"0\",\"1\"]");
         t1 = redis_now();
         ck_assert_str_eq(hash_masked(jkey("j1"), TIMES),
                          "args=4:echo,5:hello, attempt=1 created=* payload=in\\x00put "
@@ -551,7 +551,7 @@ START_TEST(test_start_defaults) {
         /* No payload, no timeout: empty strings. */
         submit("j1", "");
         take(W1, "j1");
-        ck_assert_str_eq(rendered(start("j1", W1)), "[\"run\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+        ck_assert_str_eq(rendered(start("j1", W1)), "[\"run\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]");
 }
 END_TEST
 
@@ -960,7 +960,7 @@ START_TEST(test_reap_expired_lease) {
         /* Second expiry: past max_redeliveries = 1, dead-lettered. */
         take(W2, "j1");
         ck_assert_str_eq(rendered(start("j1", W2)),
-                         "[\"run\",2,\"4:echo,5:hello,\",\"\",\"\",\"1\"]");
+                         "[\"run\",2,\"4:echo,5:hello,\",\"\",\"\",\"1\",\"1\"]");
         CMD_OK("ZADD", k->leases, "XX", "1", "j1");
         t0 = redis_now();
         ck_assert_str_eq(rendered(reap("1")), "[0,1,0]");
@@ -1478,8 +1478,8 @@ START_TEST(test_take_runs) {
         t0 = redis_now();
         /* FIFO: the oldest first; each leased as start does, with no proc list. */
         ck_assert_str_eq(rendered(take_script(W1, "2")),
-                         "[\"j1\",1,\"4:echo,5:hello,\",\"in\\x00put\",\"5000000\",\"0\","
-                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+                         "[\"j1\",1,\"4:echo,5:hello,\",\"in\\x00put\",\"5000000\",\"0\",\"1\","
+                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]");
         t1 = redis_now();
         ck_assert_str_eq(hash_masked(jkey("j2"), TIMES),
                          "args=4:echo,5:hello, attempt=1 created=* started=1700000000000000 "
@@ -1492,8 +1492,23 @@ START_TEST(test_take_runs) {
         ck_assert_int_eq(zscore(k->workers, W1), lease);
         /* Fewer than asked: the queue is empty. */
         ck_assert_str_eq(rendered(take_script(W1, "4")),
-                         "[\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+                         "[\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]");
         ck_assert_int_eq(CMD_INT("EXISTS", k->ready), 0);
+}
+END_TEST
+
+/* The record's version goes to the worker as it is ('' when there is none): the worker, not
+ * the script, refuses what it does not know (finishing the attempt as invalid). */
+START_TEST(test_take_passes_version) {
+        submit("v2", "");
+        submit("nov", "");
+        CMD_OK("HSET", jkey("v2"), "v", "2");
+        CMD_OK("HDEL", jkey("nov"), "v");
+        ck_assert_str_eq(rendered(take_script(W1, "1")),
+                         "[\"v2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"2\"]");
+        take(W1, "nov");
+        ck_assert_str_eq(rendered(start("nov", W1)),
+                         "[\"run\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"\"]");
 }
 END_TEST
 
@@ -1512,8 +1527,8 @@ START_TEST(test_take_skips) {
         /* A cancel asked while c1 ran, which outlived the attempt: it ends when taken. */
         CMD_OK("HSET", jkey("c1"), "cancel", "1");
         ck_assert_str_eq(rendered(take_script(W1, "5")),
-                         "[\"j1\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\","
-                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]");
+                         "[\"j1\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\","
+                         "\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]");
         ck_assert_str_eq(hget(jkey("c1"), "state"), "cancelled");
         ck_assert_str_eq(hget(jkey("c1"), "outcome"), "cancelled");
         ck_assert_int_eq(zscore(k->leases, "c1"), -1);
@@ -1529,8 +1544,8 @@ START_TEST(test_finish_takes_next) {
         run(W1, "j1", "1");
         /* One step: j1's result, and j2 and j3 leased for the freed slots. */
         ck_assert_str_eq(rendered(finish_take("j1", W1, "1", "2")),
-                         "[\"done\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\","
-                         "\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]]");
+                         "[\"done\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\","
+                         "\"j3\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]]");
         ck_assert_str_eq(hget(jkey("j1"), "state"), "done");
         /* The record keeps when the process really started, not when it was taken. */
         ck_assert_str_eq(hget(jkey("j1"), "started"), "1700000000000123");
@@ -1555,7 +1570,7 @@ START_TEST(test_finish_stale_still_takes) {
         submit("j2", "");
         /* W2 does not hold j1: nothing of j1 changes, but W2's free slot still gets j2. */
         ck_assert_str_eq(rendered(finish_take("j1", W2, "1", "1")),
-                         "[\"stale\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\"]]");
+                         "[\"stale\",0,[\"j2\",1,\"4:echo,5:hello,\",\"\",\"\",\"0\",\"1\"]]");
         ck_assert_str_eq(hash(jkey("j1")), before);
         ck_assert_str_eq(hget(jkey("j2"), "worker"), W2);
 }
@@ -1610,6 +1625,7 @@ static Suite *scripts_suite(void) {
         TC("take");
         tcase_add_test(tc, test_take_runs);
         tcase_add_test(tc, test_take_empty);
+        tcase_add_test(tc, test_take_passes_version);
         tcase_add_test(tc, test_take_skips);
         tcase_add_test(tc, test_finish_takes_next);
         tcase_add_test(tc, test_finish_stale_still_takes);

@@ -133,18 +133,36 @@ START_TEST(test_batch) {
 }
 END_TEST
 
+/* 63 bytes, then a 2-byte character: the message cuts before it, not inside. */
+#define LONG_KEY "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+
 START_TEST(test_batch_shape) {
         static const char *const bad[] = {
-                "{\"jobs\": []}", "{\"jobs\": {}}", "{\"jobs\": [{}], \"x\": 1}",
-                "{\"jobs\": [{}], \"jobs\": [{}]}", "{\"job\": [{}]}", "[{}]", "{}",
-                "{\"jobs\": 1}", "{\"jobsx\": [{}]}", "\"jobs\"",
-                /* A second array beside it: refused by the scanner as it opens. */
-                "{\"jobs\": [{}], \"x\": [{}]}", "{\"x\": [0, 0], \"jobs\": [{}]}",
+                "{\"jobs\": []}", "{\"jobs\": {}}", "[{}]", "{}", "{\"jobs\": 1}", "\"jobs\"",
+        };
+        /* A key beside (or instead of) "jobs" is named; with a second array beside it, the
+         * scanner refuses as that array opens. */
+        static const char *const unknown[][2] = {
+                { "{\"jobs\": [{}], \"x\": 1}", "x" }, { "{\"job\": [{}]}", "job" },
+                { "{\"jobsx\": [{}]}", "jobsx" }, { "{\"jobs\": [{}], \"x\": [{}]}", "x" },
+                { "{\"x\": [0, 0], \"jobs\": [{}]}", "x" },
+                { "{\"jobs\": [{}], \"" LONG_KEY "\u00e9\": 1}", LONG_KEY "..." },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_refused(bad[i], true, -EBADMSG,
                                "body must be {\"jobs\": [job, ...]} with 1 to 1000000 jobs");
+        for (size_t i = 0; i < ELEMENTSOF(unknown); i++) {
+                _cleanup_free_ char *m = NULL;
+
+                ck_assert_int_ge(asprintf(&m, "unknown key '%s': body must be {\"jobs\": "
+                                          "[job, ...]} with 1 to 1000000 jobs, nothing else",
+                                          unknown[i][1]), 0);
+                assert_refused(unknown[i][0], true, -EBADMSG, m);
+        }
+        assert_refused("{\"jobs\": [{}], \"jobs\": [{}]}", true, -EBADMSG,
+                       "key 'jobs' appears twice: body must be {\"jobs\": [job, ...]} with 1 to "
+                       "1000000 jobs");
         assert_refused("{\"jobs\": [", true, -EBADMSG,
                        "body is not valid JSON: unexpected end of the document at byte 10");
         assert_refused("{\"jobs\": [{}, {\"args\": [1,]}]}", true, -EBADMSG,

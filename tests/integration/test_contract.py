@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The behaviour docs/api.md and docs/protocol.md promise an integrator, checked against the
+real daemons: each test is one difference a client written from the documents alone found,
+kept fixed."""
+
+import json
+import socket
+import time
+
+import tasadtest
+from tasadtest import api, check, eq, http_unix, wait_until
+
+# The attempt fields of a status object (docs/api.md, "GET /v1/jobs/{id}"): present once an
+# attempt has finished.
+ATTEMPT_FIELDS = {"outcome", "exit_code", "detail", "started", "finished", "wall_ms", "cpu_ms",
+                  "max_rss_kib", "stdout_bytes", "stdout_truncated", "stderr_bytes",
+                  "stderr_truncated"}
+BASE_FIELDS = {"id", "queue", "state", "attempt", "batch", "created", "args"}
+
+
+def write_record(env, queue, jid, *fields):
+    env.redis_cli("HSET", env.key(queue, f"job:{jid}"), *fields)
+    env.redis_cli("LPUSH", env.key(queue, "ready"), jid)
+
+
+def test_unknown_record_version(env):
+    """a record of v=2, one without v and one with a malformed v are not run: each attempt
+    ends invalid with a detail naming the version, the job is dead-lettered; v=1 runs"""
+    env.write_queue("w", [env.job("echo.sh")], timeout="30s", retries=3)
+    env.start_stack("w")
+    cases = {
+        "rec-v2": (("v", "2"), "the job's record is of version v=2: this worker runs records "
+                               "of version 1 only"),
+        "rec-none": ((), "the job's record has no version field v: this worker runs records of "
+                         "version 1 only"),
+        "rec-bad": (("v", "1x"), "the job's record has a malformed version field v: this worker "
+                                 "runs records of version 1 only"),
+    }
+    for jid, (v, _) in cases.items():
+        write_record(env, "w", jid, *v, "state", "queued", "created", "1", "args", "")
+    for jid, (_, detail) in cases.items():
+        st = env.wait_state(jid, timeout=20)
+        eq(st.get("state"), "failed", f"state of {jid}")
+        eq(st.get("outcome"), "invalid", f"outcome of {jid}")
+        eq(st.get("detail"), detail, f"detail of {jid}")
+        eq(st.get("attempt"), 1, f"attempts of {jid} (invalid is final: no retry)")
+        check(env.redis_cli("ZSCORE", env.key("w", "dead"), jid).strip(),
+              f"{jid} is not in the dead-letter list")
+    check(not any(p.name.startswith("rec-") for p in (env.tmp / "work").rglob("*")),
+          "a working directory was made for a refused record")
+    write_record(env, "w", "rec-v1", "v", "1", "state", "queued", "created", "1", "args",
+                 "5:hello,")
+    st = env.wait_state("rec-v1", timeout=20)
+    eq((st.get("state"), st.get("outcome")), ("done", "exit:0"), "a v=1 record written directly")
+
+
+def test_cancelled_while_queued(env):
+    """a job cancelled before any attempt ran: its status has outcome and finished but no
+    other attempt field, and its stdout and stderr are 404, before and after gathering and
+    once only the results directory knows it"""
+    env.write_queue("idle", [env.job("echo.sh")], timeout="30s")
+    env.start_redis()
+    env.start_scheduler()
+    env.start_results()  # no worker: the job stays queued
+    jid = env.submit("idle", "x")
+    eq(env.tasactl_ok("cancel", jid).decode().split(), [jid, "cancelled"], "tasactl cancel")
+
+    def check_status(where):
+        st = env.status(jid)
+        eq(set(st), BASE_FIELDS | {"outcome", "finished"}, f"status fields ({where})")
+        eq((st["state"], st["outcome"], st["attempt"]), ("cancelled", "cancelled", 0),
+           f"status ({where})")
+        check(isinstance(st["finished"], float) and st["finished"] >= st["created"],
+              f"finished {st['finished']!r} ({where})")
+
+    def check_outputs(where):
+        for what in ("stdout", "stderr"):
+            status, body = api(env, "results", "GET", f"/v1/jobs/{jid}/{what}")
+            eq(status, 404, f"GET …/{what} ({where})")
+            eq(body["error"], {"code": "not-found", "message": f"job '{jid}' was cancelled "
+                               f"before any attempt ran: it has no {what}"}, f"{what} ({where})")
+
+    check_status("in Redis")
+    check_outputs("in Redis")
+    jk = env.key("idle", f"job:{jid}")
+    wait_until(lambda: env.redis_cli("HGET", jk, "gathered").strip() == "1", 10,
+               "the cancelled job to be gathered")
+    check_status("gathered")
+    check_outputs("gathered")
+    on_disk = json.loads((env.results_dir / "idle" / jid / "result.json").read_text())
+    eq(set(on_disk), BASE_FIELDS | {"outcome", "finished"}, "result.json's fields")
+    env.redis_cli("DEL", jk)  # as if its retention expired
+    check_status("on disk only")
+    check_outputs("on disk only")
+
+
+def test_timeout_real_seconds(env):
+    """{"timeout": 1.5} is a number of seconds (to the microsecond); a fraction above the
+    queue's timeout is refused naming the value"""
+    env.write_queue("t", [env.job("echo.sh")], timeout="10s")
+    env.start_redis()
+    env.start_scheduler()
+    status, body = api(env, "scheduler", "POST", "/v1/queues/t/jobs",
+                       {"args": ["a"], "timeout": 1.5})
+    eq(status, 201, f"timeout 1.5: {body}")
+    eq(env.redis_cli("HGET", env.key("t", f"job:{body['id']}"), "timeout").strip(), "1500000",
+       "the record's timeout (µs)")
+    status, body = api(env, "scheduler", "POST", "/v1/queues/t/jobs", {"timeout": 10.25})
+    eq((status, body["error"]["code"]), (400, "invalid-argument"), "timeout 10.25 > 10s")
+    eq(body["error"]["message"], "timeout: 10.25s exceeds the queue's timeout (10s)",
+       "message for 10.25")
+
+
+def test_batch_names_unknown_key(env):
+    """{"jobs": [{}], "x": 1} is refused naming x; an id that exists is listed in ids but
+    neither stored again nor counted in created or in the batch's total"""
+    env.write_queue("b", [env.job("echo.sh")], timeout="10s")
+    env.start_redis()
+    env.start_scheduler()
+    env.start_results()
+    status, body = api(env, "scheduler", "POST", "/v1/queues/b/batches", {"jobs": [{}], "x": 1})
+    eq(status, 400, "batch with x")
+    eq(body["error"], {"code": "bad-request", "message": "unknown key 'x': body must be "
+                       "{\"jobs\": [job, ...]} with 1 to 1000000 jobs, nothing else"},
+       "the refusal of x")
+    status, body = api(env, "scheduler", "POST", "/v1/queues/b/jobs", {"id": "old", "args": ["1"]})
+    eq(status, 201, "the job that exists")
+    for how in ("POST", "PUT"):
+        url = "/v1/queues/b/batches" + ("/named" if how == "PUT" else "")
+        status, body = api(env, "scheduler", how, url,
+                           {"jobs": [{"args": ["2"]}, {"id": "old", "args": ["3"]}, {}]})
+        eq(status, 201, f"{how} batch with an existing id: {body}")
+        eq((body["count"], body["created"]), (3, 2), f"{how}: count and created")
+        batch = body["batch"]
+        eq(body["ids"], [f"{batch}.0", "old", f"{batch}.2"], f"{how}: ids")
+        eq(env.redis_cli("HGET", env.key("b", "job:old"), "args").strip(), "1:1,",
+           f"{how}: the existing job is left as it was")
+        eq(env.redis_cli("HGET", env.key("b", "job:old"), "batch").strip(), "",
+           f"{how}: the existing job joined no batch")
+        status, st = api(env, "results", "GET", f"/v1/batches/{batch}")
+        eq((status, st.get("total")), (200, 2), f"{how}: the batch's total")
+
+
+if __name__ == "__main__":
+    tasadtest.main(globals())
