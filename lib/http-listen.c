@@ -3,7 +3,9 @@
  * named fds) or bound by hand. No dependency on the HTTP implementation. */
 #include "http-listen.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -176,4 +178,33 @@ int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_
                 return -E2BIG;
         *ret_fd = fds[0];
         return 0;
+}
+
+void http_listen_describe(int fd, char *buf, size_t size) {
+        struct sockaddr_storage ss = {};
+        socklen_t len = sizeof(ss);
+        char a[INET6_ADDRSTRLEN];
+
+        snprintf(buf, size, "fd %d", fd);
+        if (getsockname(fd, (struct sockaddr *) &ss, &len) < 0)
+                return;
+        if (ss.ss_family == AF_UNIX) {
+                const struct sockaddr_un *un = (const struct sockaddr_un *) &ss;
+                size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                                   ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+
+                if (n > 0 && un->sun_path[0] != '\0') /* not an abstract or unnamed socket */
+                        snprintf(buf, size, "unix:%.*s", (int) strnlen(un->sun_path, n),
+                                 un->sun_path);
+        } else if (ss.ss_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *) &ss;
+
+                if (inet_ntop(AF_INET, &in->sin_addr, a, sizeof(a)))
+                        snprintf(buf, size, "%s:%u", a, (unsigned) ntohs(in->sin_port));
+        } else if (ss.ss_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *) &ss;
+
+                if (inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof(a)))
+                        snprintf(buf, size, "[%s]:%u", a, (unsigned) ntohs(in6->sin6_port));
+        }
 }

@@ -16,3 +16,7 @@ int http_listen_fds(const char *fdname, const char *path, bool allow_inet,
                     int ret_fds[HTTP_LISTEN_MAX], size_t *ret_n, bool *ret_activated);
 /* The same for exactly one Unix socket. */
 int http_listen_fd(const char *fdname, const char *path, int *ret_fd, bool *ret_activated);
+/* What a listening socket listens on, for the log: "unix:/run/tasad/scheduler.sock",
+ * "127.0.0.1:8470", "[::1]:8470" (from getsockname(), so it is the socket's own address, not
+ * a configured path); "fd N" when it cannot be told. Always NUL-terminates buf. */
+void http_listen_describe(int fd, char *buf, size_t size);

@@ -17,7 +17,8 @@
  *          the first byte of a request on a kept-alive connection, which may first be idle for
  *          idle_timeout). Once the blank line is in, the head is copied into the request and
  *          parsed; then, in this order: framing (Host, Transfer-Encoding vs Content-Length;
- *          400/501), the listener's auth hook (401), the target (400), the route (404, 405),
+ *          400/501), the listener's auth hook (401, with WWW-Authenticate), the target (400),
+ *          the route (404, 405), a JSON route's Content-Type (415),
  *          the body's size against the route's limit (max_body, or HTTP_NO_BODY_MAX for a
  *          route that takes no body; 413) and against what max_buffered has left (503 +
  *          Retry-After). "Expect: 100-continue" is answered only then.
@@ -409,6 +410,7 @@ static const struct {
         { 409, "Conflict" },
         { 413, "Content Too Large" },
         { 414, "URI Too Long" },
+        { 415, "Unsupported Media Type" },
         { 431, "Request Header Fields Too Large" },
         { 500, "Internal Server Error" },
         { 501, "Not Implemented" },
@@ -433,6 +435,7 @@ typedef struct Reply {
         bool close;
         const char *allow;      /* an Allow header (405), or NULL */
         unsigned retry_after;   /* a Retry-After header in seconds (503), or 0 */
+        bool challenge;         /* a WWW-Authenticate: Bearer header (401) */
 } Reply;
 
 /* The whole reply, status line to body, in one new buffer. The optional headers are pieces of
@@ -452,9 +455,10 @@ static int reply_render(const Reply *rp, char **ret, size_t *ret_len) {
         if (rp->retry_after > 0)
                 (void) snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", rp->retry_after);
         h = asprintf(&out, "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n%s%s%s%s%s\r\n", rp->status,
+                     "Content-Length: %zu\r\n%s%s%s%s%s%s\r\n", rp->status,
                      status_reason(rp->status), date, rp->content_type, rp->len,
                      rp->allow ? "Allow: " : "", rp->allow ?: "", rp->allow ? "\r\n" : "", retry,
+                     rp->challenge ? "WWW-Authenticate: Bearer realm=\"tasad\"\r\n" : "",
                      rp->close ? "Connection: close\r\n" : "");
         if (h < 0)
                 return -ENOMEM;
@@ -715,7 +719,8 @@ static int conn_refuse(HttpConn *c, const Refusal *rf) {
         _cleanup_free_ char *text = error_text(rf->code, rf->message);
         bool go_on = conn_may_go_on(c, rf);
         Reply rp = { .status = rf->status, .content_type = "application/json", .close = !go_on,
-                     .allow = rf->allow, .retry_after = rf->retry_after };
+                     .allow = rf->allow, .retry_after = rf->retry_after,
+                     .challenge = rf->status == 401 };
         int r;
 
         if (!text)
@@ -870,6 +875,56 @@ static int conn_check_route(HttpConn *c) {
         return conn_refuse(c, &(Refusal) { 405, "method-not-allowed", message, allow, 0, true });
 }
 
+/* Whether a Content-Type value is application/json, with no charset or charset utf-8 (RFC
+ * 8259: JSON is UTF-8); other parameters are ignored. Type, subtype and parameter names are
+ * case-insensitive, the charset's value too; whitespace around ';' and '=' is allowed. */
+static bool media_type_is_json(const char *v) {
+        static const char json[] = "application/json";
+        const char *p;
+
+        v += strspn(v, " \t");
+        if (strncasecmp(v, json, sizeof(json) - 1) != 0)
+                return false;
+        for (p = v + sizeof(json) - 1;;) {
+                size_t n;
+
+                p += strspn(p, " \t");
+                if (*p == '\0')
+                        return true;
+                if (*p++ != ';')
+                        return false;
+                p += strspn(p, " \t");
+                n = strcspn(p, "=; \t");
+                if (n == 7 && strncasecmp(p, "charset", 7) == 0) {
+                        p += n + strspn(p + n, " \t");
+                        if (*p++ != '=')
+                                return false;
+                        p += strspn(p, " \t");
+                        if (strncasecmp(p, "utf-8", 5) != 0 && strncasecmp(p, "\"utf-8\"", 7) != 0)
+                                return false;
+                        p += p[0] == '"' ? 7 : 5;
+                } else
+                        p += strcspn(p, ";");
+        }
+}
+
+/* A route that reads JSON refuses a body declared as anything else before it is sent. */
+static int conn_check_media_type(HttpConn *c) {
+        const HttpRequest *req = c->req;
+        const char *v = http_head_header(&req->h, "Content-Type");
+
+        if (!req->route->json_body || (req->h.content_length == 0 && !req->h.chunked) ||
+            (v && media_type_is_json(v)))
+                return 0;
+        if (!v)
+                return conn_refusef(c, 415, "unsupported-media-type", "%s %s needs a JSON body "
+                                    "(Content-Type: application/json), this one has no "
+                                    "Content-Type", req->h.method, req->route->pattern);
+        return conn_refusef(c, 415, "unsupported-media-type", "%s %s needs a JSON body "
+                            "(Content-Type: application/json), not '%.100s'", req->h.method,
+                            req->route->pattern, v);
+}
+
 static int conn_refuse_too_large(HttpConn *c) {
         if (!c->req->route->takes_body)
                 return conn_refusef(c, 413, "too-large", "%s %s takes no request body (one of at "
@@ -943,6 +998,8 @@ static int conn_head_complete(HttpConn *c, size_t len) {
                 r = conn_check_auth(c);
         if (r == 0)
                 r = conn_check_route(c);
+        if (r == 0)
+                r = conn_check_media_type(c);
         if (r == 0)
                 r = conn_body_begin(c);
         if (r != 0)

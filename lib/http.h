@@ -29,6 +29,9 @@ typedef struct HttpRoute {
         HttpHandler handler;
         bool takes_body;        /* a body of up to max_body; false: one of up to HTTP_NO_BODY_MAX
                                  * bytes is read and ignored, a larger one gets 413 */
+        bool json_body;         /* a non-empty body must come with Content-Type
+                                 * application/json (charset, if given, utf-8), else 415 before
+                                 * it is read */
 } HttpRoute;
 
 /* What a server lets requests and clients cost; http_limits_default() fills in the defaults

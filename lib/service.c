@@ -200,11 +200,17 @@ int service_start(Service *s, const char *fdname, const char *path, const HttpRo
         s->routes = routes;
         s->n_routes = n_routes;
         s->route_userdata = userdata;
+        /* The sockets' own addresses: a TCP socket passed by systemd is not `path`. */
+        for (size_t i = 0; i < s->n_listen; i++) {
+                char where[128];
+
+                http_listen_describe(s->listen_fds[i], where, sizeof(where));
+                log_info("Listening on %s%s%s.", where, activated ? ", passed by systemd as " : "",
+                         activated ? fdname : "");
+        }
         if (activated && s->n_listen > 1)
                 log_info("Listening on the %zu sockets passed by systemd as '%s'%s.", s->n_listen,
                          fdname, s->tokens ? " (TCP: API tokens)" : "");
-        else
-                log_info("Listening on %s%s.", activated ? "the socket passed by systemd, " : "", path);
         sd_notifyf(false, "STATUS=%s: connecting to Redis", s->name);
         if (sd_watchdog_enabled(false, NULL) > 0) {
                 r = sd_event_add_time_relative(s->event, &s->watchdog, CLOCK_MONOTONIC, 0,

@@ -890,11 +890,13 @@ static int route_requeue(HttpRequest *req, void *userdata) {
         return 0;
 }
 
-/* Only submissions take a body (cancel and requeue: at most HTTP_NO_BODY_MAX bytes, ignored). */
+/* Only submissions take a body, JSON (cancel and requeue: at most HTTP_NO_BODY_MAX bytes,
+ * ignored). */
 static const HttpRoute routes[] = {
-        { "POST", "/v1/queues/{queue}/jobs", route_submit, .takes_body = true },
-        { "POST", "/v1/queues/{queue}/batches", route_batch, .takes_body = true },
-        { "PUT", "/v1/queues/{queue}/batches/{batch}", route_batch_put, .takes_body = true },
+        { "POST", "/v1/queues/{queue}/jobs", route_submit, .takes_body = true, .json_body = true },
+        { "POST", "/v1/queues/{queue}/batches", route_batch, .takes_body = true, .json_body = true },
+        { "PUT", "/v1/queues/{queue}/batches/{batch}", route_batch_put, .takes_body = true,
+          .json_body = true },
         { "DELETE", "/v1/jobs/{id}", route_cancel },
         { "POST", "/v1/queues/{queue}/dead/{id}/requeue", route_requeue },
 };

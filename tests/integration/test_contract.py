@@ -3,12 +3,16 @@
 real daemons: each test is one difference a client written from the documents alone found,
 kept fixed."""
 
+import http.client
 import json
+import os
 import socket
-import time
+import sys
 
-import tasadtest
-from tasadtest import api, check, eq, http_unix, wait_until
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tasadtest  # noqa: E402
+from tasadtest import api, check, eq, http_unix, wait_until  # noqa: E402
+from test_tcp_tokens import start_pair  # noqa: E402
 
 # The attempt fields of a status object (docs/api.md, "GET /v1/jobs/{id}"): present once an
 # attempt has finished.
@@ -139,6 +143,82 @@ def test_batch_names_unknown_key(env):
            f"{how}: the existing job joined no batch")
         status, st = api(env, "results", "GET", f"/v1/batches/{batch}")
         eq((status, st.get("total")), (200, 2), f"{how}: the batch's total")
+
+
+def raw_submit(env, head: str, body: bytes) -> tuple[int, dict, dict]:
+    """One request to the scheduler's socket, head without the blank line: (status, headers,
+    JSON body)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(10)
+        s.connect(str(env.scheduler_socket))
+        s.sendall(head.encode() + b"\r\n" + body)
+        r = http.client.HTTPResponse(s, method="POST")
+        r.begin()
+        return r.status, dict(r.getheaders()), json.loads(r.read())
+    finally:
+        s.close()
+
+
+def test_submission_media_type(env):
+    """the scheduler takes a submission body declared application/json, with Content-Length
+    or chunked; another Content-Type, or none, is 415 unsupported-media-type before the body
+    is read"""
+    env.write_queue("m", [env.job("echo.sh")], timeout="10s")
+    env.start_redis()
+    env.start_scheduler()
+    body = b'{"args": ["a"]}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = "POST /v1/queues/m/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    for ct in ("application/json", "application/json; charset=utf-8"):
+        status, _, reply = raw_submit(env, head + f"Content-Type: {ct}\r\n"
+                                      f"Content-Length: {len(body)}\r\n", body)
+        eq(status, 201, f"Content-Type {ct}: {reply}")
+    status, _, reply = raw_submit(env, head + "Content-Type: application/json\r\n"
+                                  "Transfer-Encoding: chunked\r\n", chunked)
+    eq(status, 201, f"a chunked submission: {reply}")
+    eq(env.redis_cli("HGET", env.key("m", f"job:{reply['id']}"), "args").strip(), "1:a,",
+       "the chunked job's arguments")
+    for ct, what in (("application/x-www-form-urlencoded", "not 'application/x-www-form-"
+                      "urlencoded'"), (None, "this one has no Content-Type")):
+        for route in ("POST /v1/queues/m/jobs", "POST /v1/queues/m/batches",
+                      "PUT /v1/queues/m/batches/b1"):
+            h = route + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            h += f"Content-Type: {ct}\r\n" if ct else ""
+            status, _, reply = raw_submit(env, h + f"Content-Length: {len(body)}\r\n", body)
+            pattern = route.split()[1].replace("/m/", "/{queue}/").replace("/b1", "/{batch}")
+            eq((status, reply["error"]), (415, {
+                "code": "unsupported-media-type",
+                "message": f"{route.split()[0]} {pattern} needs a JSON body (Content-Type: "
+                           f"application/json), {what}"}), f"{route} with Content-Type {ct}")
+    eq(env.redis_cli("LLEN", env.key("m", "ready")).strip(), "3", "jobs stored (the 3 taken)")
+
+
+def test_tcp_challenge_and_listen_log(env):
+    """a 401 on a TCP listener carries WWW-Authenticate: Bearer; a daemon with a Unix and a
+    TCP socket from systemd logs each socket's own address, not the configured Unix path"""
+    creds = env.tmp / "creds"
+    creds.mkdir(mode=0o700)
+    (creds / "tokens").write_text("ci tasad ci-0123456789abcdef0123456789abcdef\n")
+    env.scheduler_socket = env.run_dir / "activated.sock"  # not the configured path
+    env.conf = env.write_conf(api_tokens_credential="tokens",
+                              scheduler_socket=str(env.run_dir / "configured.sock"))
+    env.write_queue("q", [env.job("echo.sh")])
+    env.start_redis()
+    port = start_pair(env, "scheduler", env.scheduler_socket,
+                      {"CREDENTIALS_DIRECTORY": str(creds)})
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/v1/queues", headers={"Authorization": "Bearer wrong"})
+    r = c.getresponse()
+    eq((r.status, r.getheader("WWW-Authenticate")), (401, 'Bearer realm="tasad"'),
+       "401 and its challenge")
+    eq(json.loads(r.read())["error"]["code"], "unauthorized", "the 401's code")
+    c.close()
+    log = env.daemons[-1].log_text()
+    for where in (f"unix:{env.scheduler_socket}", f"127.0.0.1:{port}"):
+        check(f"Listening on {where}, passed by systemd as scheduler." in log,
+              f"the scheduler did not log '{where}': {log[-600:]}")
+    check("configured.sock" not in log, f"the scheduler logged the configured path: {log[-600:]}")
 
 
 if __name__ == "__main__":

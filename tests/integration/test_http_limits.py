@@ -307,7 +307,8 @@ def test_tcp_unauthenticated_flood(env):
         body = b'{"args": ["x"]}'
         c = socket.create_connection(("127.0.0.1", port), timeout=10)
         c.sendall(f"POST /v1/queues/{Q}/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {CI}\r\n"
-                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                  f"Connection: close\r\n\r\n".encode() + body)
         status, _, reply = read_reply(c)
         dt = time.monotonic() - t
         c.close()
@@ -331,7 +332,7 @@ def test_stalled_bodies_capped(env):
     rss0, hwm0 = status_kib(sched.pid, "VmRSS"), status_kib(sched.pid, "VmHWM")
     size = 8 * 1024 * 1024
     head = (f"POST /v1/queues/{Q}/batches HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+            f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n").encode()
     conns, answers = [], []
     try:
         for _ in range(8):
@@ -377,7 +378,8 @@ def test_stalled_bodies_capped(env):
             s.close()
     body = b'{"jobs": [{}]}' + b" " * (7 * 1024 * 1024)
     status, _, reply = request(env.scheduler_socket,
-                               (f"POST /v1/queues/{Q}/batches HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               (f"POST /v1/queues/{Q}/batches HTTP/1.1\r\nHost: x\r\n"
+                                f"Content-Type: application/json\r\nContent-Length: "
                                 f"{len(body)}\r\nConnection: close\r\n\r\n").encode() + body)
     eq(status, 201, f"a 7 MiB batch once the stalled bodies are gone ({reply[:200]!r})")
 

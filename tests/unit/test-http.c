@@ -236,6 +236,7 @@ static const HttpRoute routes[] = {
         { "GET", "/v1/items/{id}/parts/{part}", route_item },
         { "DELETE", "/v1/items/{id}/parts/{part}", route_item_delete },
         { "POST", "/v1/echo", route_echo, .takes_body = true },
+        { "POST", "/v1/json", route_echo, .takes_body = true, .json_body = true },
         { "GET", "/v1/wait", route_wait },
         { "GET", "/v1/hang", route_hang },
         { "GET", "/v1/keep-fail", route_keep_fail },
@@ -994,6 +995,66 @@ static void assert_raw_error(const Call *c, const char *status, const char *code
         assert_raw_reply(c, status, body, true, NULL);
 }
 
+/* A route with json_body takes a non-empty body declared application/json only (charset, if
+ * any, utf-8), chunked or not; anything else is 415 before the body is read. */
+START_TEST(test_json_media_type) {
+        static const char *const good[] = {
+                "application/json", "Application/JSON", "application/json; charset=utf-8",
+                "application/json;charset=\"UTF-8\"", "application/json ; q=1",
+        };
+        static const char *const bad[] = {
+                "text/plain", "application/x-www-form-urlencoded", "application/jsonx",
+                "application/json; charset=latin1", "application/json, text/plain",
+        };
+        Call *g[ELEMENTSOF(good)], *b[ELEMENTSOF(bad)], *none, *chunked, *empty, *other;
+        char *raw[ELEMENTSOF(good) + ELEMENTSOF(bad)];
+        size_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                ck_assert_int_ge(asprintf(&raw[n], "POST /v1/json HTTP/1.1\r\nHost: x\r\n"
+                                          "Content-Type: %s\r\nContent-Length: 3\r\n"
+                                          "Connection: close\r\n\r\n[1]", good[i]), 0);
+                g[i] = raw_add(i % 2, raw[n++]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ck_assert_int_ge(asprintf(&raw[n], "POST /v1/json HTTP/1.1\r\nHost: x\r\n"
+                                          "Content-Type: %s\r\nContent-Length: 3\r\n\r\n[1]",
+                                          bad[i]), 0);
+                b[i] = raw_add(i % 2, raw[n++]);
+        }
+        none = raw_add(0, "POST /v1/json HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n[1]");
+        chunked = raw_add(1, "POST /v1/json HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                             "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                             "3\r\n[1]\r\n0\r\n\r\n");
+        /* No body: nothing to declare (the route says what an empty body is). */
+        empty = raw_add(0, "POST /v1/json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                           "Connection: close\r\n\r\n");
+        /* A route without json_body reads what it gets. */
+        other = raw_add(1, "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                           "Content-Length: 3\r\nConnection: close\r\n\r\n[1]");
+        run_clients_from(2);
+        for (size_t i = 0; i < ELEMENTSOF(good); i++)
+                assert_raw_reply(g[i], "200 OK", "[1]", true, NULL);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char message[256];
+
+                snprintf(message, sizeof(message), "POST /v1/json needs a JSON body (Content-Type: "
+                         "application/json), not '%s'", bad[i]);
+                assert_raw_error(b[i], "415 Unsupported Media Type", "unsupported-media-type",
+                                 message);
+        }
+        assert_raw_error(none, "415 Unsupported Media Type", "unsupported-media-type",
+                         "POST /v1/json needs a JSON body (Content-Type: application/json), this "
+                         "one has no Content-Type");
+        assert_raw_reply(chunked, "200 OK", "[1]", true, NULL);
+        assert_raw_error(empty, "400 Bad Request", "bad-request",
+                         "not JSON: '[' or '{' expected near end of file");
+        assert_raw_reply(other, "200 OK", "[1]", true, NULL);
+        for (size_t i = 0; i < n; i++)
+                free(raw[i]);
+}
+END_TEST
+
 /* An Allow header of any length (here 190 bytes) is sent whole, with the headers after it. */
 START_TEST(test_method_not_allowed_long_allow) {
         static const char message[] = "Method GET is not allowed here (allowed: " MANY_ALLOW ")";
@@ -1323,6 +1384,9 @@ START_TEST(test_error_reply_drained) {
         c[0]->tcp_port = port;
         run_clients_from(2);
         assert_raw_error(c[0], "401 Unauthorized", "unauthorized", "no good token");
+        /* RFC 9110: a 401 says how to authenticate. */
+        ck_assert_ptr_nonnull(strstr(c[0]->response,
+                                     "\r\nWWW-Authenticate: Bearer realm=\"tasad\"\r\n"));
         assert_raw_error(c[1], "404 Not Found", "not-found", "No such path: /v1/nope");
         assert_raw_error(c[2], "413 Content Too Large", "too-large",
                          "Request body is larger than 64 bytes");
@@ -1827,6 +1891,7 @@ static Suite *http_suite(void) {
         tcase_add_test(tc, test_too_large);
         tcase_add_test(tc, test_too_large_chunked_answered);
         tcase_add_test(tc, test_chunked_within_limit);
+        tcase_add_test(tc, test_json_media_type);
         tcase_add_test(tc, test_long_poll);
         tcase_add_test(tc, test_client_disconnect);
         tcase_add_test(tc, test_wait_disconnect_cancels_reply);
