@@ -806,7 +806,7 @@ static const ConfigItem tasad_schema[] = {
         { "api_tokens_credential", CONFIG_STRING, T(api_tokens_credential),
           .validate = validate_credential_name },
         { "prefix", CONFIG_STRING, T(prefix), .def_str = "tasad", .validate = validate_prefix },
-        { "queues_dir", CONFIG_STRING, T(queues_dir), .def_str = "/etc/tasad/queues",
+        { "queues_dir", CONFIG_STRING, T(queues_dir), .def_str = TASAD_QUEUES_DIR_DEFAULT,
           .validate = validate_absolute_path },
         { "results_dir", CONFIG_STRING, T(results_dir), .def_str = "/var/lib/tasad/results",
           .validate = validate_absolute_path },

@@ -15,6 +15,8 @@
 #include "parse.h"
 
 #define TASAD_CONF_DEFAULT "/etc/tasad/tasad.conf"
+/* The default of tasad.conf's queues_dir (what a --help names: the path the binary reads). */
+#define TASAD_QUEUES_DIR_DEFAULT "/etc/tasad/queues"
 
 typedef struct TasadConfig {
         char *path;                     /* file it was loaded from (NULL for built-in defaults) */

@@ -1543,6 +1543,10 @@ int policy_groups_format(FILE *f) {
         return ferror(f) ? -EIO : 0;
 }
 
+bool policy_syscall_is_native(const char *name) {
+        return syscall_resolve(name) >= 0;
+}
+
 char *policy_syscall_name(int nr) {
         char *s = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
 

@@ -126,5 +126,8 @@ const char *policy_action_name(PolicyAction a);
 /* The symbolic name of an errno value profiles may use ("EPERM"), or NULL. */
 const char *policy_errno_to_name(int e);
 
+/* Whether name is a system call of the native architecture (what policy_groups_format lists
+ * as a group's calls; the others are "not system calls on this architecture"). */
+bool policy_syscall_is_native(const char *name);
 /* The name of a native system call number, malloc'd ("syscall-N" when unknown); NULL on OOM. */
 char *policy_syscall_name(int nr);

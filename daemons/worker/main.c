@@ -47,7 +47,9 @@ int main(int argc, char *argv[]) {
         /* Jobs may run as our own user (unprivileged mode): keep them out of our memory,
          * environment and descriptors under /proc (it makes those root's). */
         (void) prctl(PR_SET_DUMPABLE, 0);
-        r = daemon_parse_argv(argc, argv, "Runs the jobs of QUEUE (" TASAD_SYSCONFDIR "/queues/QUEUE.conf).",
+        /* The path this binary reads, whatever prefix it was built with. */
+        r = daemon_parse_argv(argc, argv, "Runs the jobs of QUEUE (QUEUE.conf in tasad.conf's "
+                              "queues_dir, by default " TASAD_QUEUES_DIR_DEFAULT ").",
                               "QUEUE", &arg_config, &queue_name);
         if (r <= 0)
                 return r < 0 ? 2 : 0;

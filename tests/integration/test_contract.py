@@ -7,7 +7,9 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tasadtest  # noqa: E402
@@ -219,6 +221,74 @@ def test_tcp_challenge_and_listen_log(env):
         check(f"Listening on {where}, passed by systemd as scheduler." in log,
               f"the scheduler did not log '{where}': {log[-600:]}")
     check("configured.sock" not in log, f"the scheduler logged the configured path: {log[-600:]}")
+
+
+def test_tasactl_escapes_and_hints(env):
+    """tasactl shows control characters as \\x1b in a status's args, in daemons' messages and
+    in its own prefix; --json policy groups is JSON with the human list's groups; a typo'd verb
+    gets the nearest verb; tasad-worker --help names the queue directory it reads"""
+    env.write_queue("e", [env.job("echo.sh")], timeout="10s")
+    env.start_redis()
+    env.start_scheduler()
+    env.start_results()
+    jid = env.submit("e", "--", "a\x1b[2Jb\nc")
+    rc, out, err = env.tasactl("status", jid)
+    eq(rc, 0, f"tasactl status: {err}")
+    check(b"\x1b" not in out and b"\x7f" not in out, f"a raw control byte in {out!r}")
+    args_line = [l for l in out.decode().splitlines() if l.startswith("args:")]
+    eq([l.split(None, 1)[1] for l in args_line], ['["a\\x1b[2Jb\\x0ac"]'], "the args line")
+    for argv, line in (
+            (("status", "x\x1by"), "tasactl: cannot get the status of job 'x\\x1by': no job "
+                                   "'x\\x1by'"),
+            (("submit", "q\x1b\x7f", "1"), None),
+            (("stauts", "x"), "tasactl: unknown verb 'stauts'; did you mean 'status'? (see "
+                             "'tasactl --help')"),
+            (("sumbit\x1b", "x"), "tasactl: unknown verb 'sumbit\\x1b'; did you mean 'submit'? "
+                                  "(see 'tasactl --help')")):
+        rc, out, err = env.tasactl(*argv)
+        check(rc != 0 and out == b"", f"tasactl {argv!r}: {rc} {out!r}")
+        check("\x1b" not in err and "\x7f" not in err and err.count("\n") == 1,
+              f"tasactl {argv!r} printed raw control characters or several lines: {err!r}")
+        if line:
+            eq(err.strip(), line, f"the error line of tasactl {argv!r}")
+        else:
+            check("'q\\x1b\\x7f'" in err, f"the queue name is not escaped: {err!r}")
+    # A message with control characters from whatever answers on the socket (a proxy, another
+    # server): escaped all the same.
+    fake = env.run_dir / "fake.sock"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(fake))
+    srv.listen(1)
+    body = json.dumps({"error": {"code": "not-found", "message": "no\x1b[31m job\nhere"}})
+
+    def answer():
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(f"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+        c.close()
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    rc, out, err = env.tasactl("--results-socket", str(fake), "status", "j1")
+    t.join(5)
+    srv.close()
+    eq((rc, err), (1, "tasactl: cannot get the status of job 'j1': no\\x1b[31m job\\x0ahere\n"),
+       "a daemon's message with control characters")
+    human = env.tasactl_ok("policy", "groups").decode()
+    groups = json.loads(env.tasactl_ok("policy", "groups", json_out=True))
+    names = [g["name"] for g in groups["groups"]]
+    eq(names, [l.split(":")[0] for l in human.splitlines() if l.startswith("@")],
+       "the groups of --json policy groups and of the human list")
+    for g in groups["groups"]:
+        eq(set(g), {"name", "description", "calls", "other_arch"}, f"keys of {g['name']}")
+        check(g["calls"] == sorted(g["calls"]) and g["calls"], f"calls of {g['name']}")
+        check(all(f" {c}" in human or f"\n{c}" in human for c in g["calls"]),
+              f"a call of {g['name']} is not in the human list")
+    help_text = subprocess.run([str(tasadtest.BINARIES["worker"]), "--help"],
+                               capture_output=True, text=True).stdout
+    check("by default /etc/tasad/queues)" in help_text and "/usr/local" not in help_text,
+          f"tasad-worker --help: {help_text[:300]!r}")
 
 
 if __name__ == "__main__":

@@ -391,10 +391,7 @@ int client_reply_check(Client *c, const ClientReply *r, const char *what) {
                 return 0;
         if (client_reply_message(r, &msg) < 0)
                 return output_oom();
-        /* The message reaches a terminal: no control characters from the daemon. */
-        for (char *p = msg; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = ' ';
+        /* It reaches the terminal through output_line(), control characters escaped. */
         e = r->status >= 400 ? client_errno_from_status(r->status) : -EPROTO;
         return client_error(c, e, "%s: %s", what, msg);
 }

@@ -175,7 +175,8 @@ static const char help_text[] =
 "  128+N  submit --wait: the job was killed by signal N\n"
 "\n"
 "Environment:\n"
-"  TASAD_CONF, TASAD_SCHEDULER_SOCKET, TASAD_RESULTS_SOCKET  see above\n"
+"  TASAD_CONF, TASAD_SCHEDULER_SOCKET, TASAD_RESULTS_SOCKET, TASAD_TOKEN_FILE\n"
+"                         see above\n"
 "\n"
 "Examples:\n"
 "  tasactl submit tnmap 127.0.0.1\n"
@@ -194,11 +195,14 @@ static const char help_text[] =
 int tasactl_usage_error(const char *format, ...) {
         char buf[2048];
         va_list ap;
+        size_t n;
 
         va_start(ap, format);
         vsnprintf(buf, sizeof(buf), format, ap);
         va_end(ap);
-        fprintf(stderr, "tasactl: %s (see 'tasactl --help')\n", buf);
+        n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, " (see 'tasactl --help')");
+        output_line(buf);
         return TASACTL_EXIT_USAGE;
 }
 
@@ -305,6 +309,44 @@ static int parse_argv(int argc, char *argv[], char ***ret_args, int *ret_n, unsi
         return 1;
 }
 
+/* Optimal string alignment distance (Damerau-Levenshtein without reuse): insertions,
+ * deletions, substitutions and swaps of neighbours each cost 1. Both strings are short (a verb,
+ * and what was typed, cut at 63 bytes). */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t n = MIN(strlen(a), (size_t) 63), m = MIN(strlen(b), (size_t) 63);
+        size_t d[64][64];
+
+        for (size_t i = 0; i <= n; i++)
+                d[i][0] = i;
+        for (size_t j = 0; j <= m; j++)
+                d[0][j] = j;
+        for (size_t i = 1; i <= n; i++)
+                for (size_t j = 1; j <= m; j++) {
+                        size_t cost = a[i - 1] != b[j - 1];
+
+                        d[i][j] = MIN(MIN(d[i - 1][j] + 1, d[i][j - 1] + 1), d[i - 1][j - 1] + cost);
+                        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                                d[i][j] = MIN(d[i][j], d[i - 2][j - 2] + 1);
+                }
+        return d[n][m];
+}
+
+/* "unknown verb 'X'", and as git does, the nearest verbs when one is at most 2 edits away:
+ * "; did you mean 'status'?" (or "'a' or 'b'" for two at the same distance). */
+static int unknown_verb(const char *typed) {
+        char hint[128] = "";
+        size_t best = 3, len = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                best = MIN(best, edit_distance(typed, verbs[i].name));
+        for (size_t i = 0; best <= 2 && i < ELEMENTSOF(verbs); i++)
+                if (edit_distance(typed, verbs[i].name) == best)
+                        len += (size_t) snprintf(hint + len, sizeof(hint) - MIN(len, sizeof(hint)),
+                                                 "%s'%s'", len ? " or " : "; did you mean ",
+                                                 verbs[i].name);
+        return USAGE("unknown verb '%s'%s%s", typed, hint, *hint ? "?" : "");
+}
+
 /* The verb of argv[0], with its arguments and options checked. */
 static int verb_find(int argc, char *argv[], unsigned seen, const Verb **ret) {
         const Verb *v = NULL;
@@ -316,7 +358,7 @@ static int verb_find(int argc, char *argv[], unsigned seen, const Verb **ret) {
                 if (streq(verbs[i].name, argv[0]))
                         v = &verbs[i];
         if (!v)
-                return USAGE("unknown verb '%s'", argv[0]);
+                return unknown_verb(argv[0]);
         if (n < v->min_args || n > v->max_args)
                 return USAGE("%s arguments for '%s'; usage: tasactl %s %s",
                                            n < v->min_args ? "missing" : "too many", v->name,

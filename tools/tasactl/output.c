@@ -8,25 +8,6 @@
 /* Keys of daemon objects that hold seconds since the epoch (docs/api.md). */
 static const char *const time_keys[] = { "created", "started", "finished" };
 
-int output_error(int error, const char *format, ...) {
-        char buf[4096];
-        va_list ap;
-
-        if (error < 0)
-                error = -error;
-        errno = error; /* for %m */
-        va_start(ap, format);
-        vsnprintf(buf, sizeof(buf), format, ap);
-        va_end(ap);
-        /* One write, so the line is not torn by other writers of the same terminal. */
-        fprintf(stderr, "tasactl: %s\n", buf);
-        return error > 0 ? -error : -EINVAL;
-}
-
-int output_oom(void) {
-        return output_error(ENOMEM, "out of memory");
-}
-
 /* Copies s, escaping ASCII control characters (and DEL) as \xNN. */
 static int escape(const char *s, char **ret) {
         size_t n = strlen(s);
@@ -45,12 +26,68 @@ static int escape(const char *s, char **ret) {
         return 0;
 }
 
+void output_line(const char *text) {
+        _cleanup_free_ char *e = NULL;
+
+        fprintf(stderr, "tasactl: %s\n", escape(text, &e) >= 0 ? e : "out of memory");
+}
+
+int output_error(int error, const char *format, ...) {
+        char buf[4096];
+        va_list ap;
+
+        if (error < 0)
+                error = -error;
+        errno = error; /* for %m */
+        va_start(ap, format);
+        vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+        /* One write, so the line is not torn by other writers of the same terminal. */
+        output_line(buf);
+        return error > 0 ? -error : -EINVAL;
+}
+
+int output_oom(void) {
+        return output_error(ENOMEM, "out of memory");
+}
+
 int output_json(const json_t *v) {
         /* 16 significant digits keep the daemons' millisecond timestamps as they were sent. */
         if (json_dumpf(v, stdout, JSON_COMPACT | JSON_REAL_PRECISION(16) | JSON_ENCODE_ANY) < 0)
                 return output_error(EIO, "cannot write JSON to standard output");
         fputc('\n', stdout);
         return 0;
+}
+
+/* Compact JSON text with the escapes of control characters (\n, \t, \u001b, …, \u007f) as
+ * \xNN, as control characters are shown everywhere else in human output; every other escape
+ * (\", \\, \u00e9) stays. NULL when out of memory. */
+static char *json_controls_as_hex(const char *j) {
+        static const char short_forms[] = "b\bf\fn\nr\rt\t";
+        char *out = malloc(strlen(j) * 2 + 1), *w = out; /* \n (2) becomes \x0a (4) */
+
+        if (!out)
+                return NULL;
+        for (const char *r = j; *r;) {
+                const char *f = r[0] == '\\' && r[1] ? strchr(short_forms, r[1]) : NULL;
+                unsigned code = 0;
+
+                if (f && (f - short_forms) % 2 == 0) {
+                        w += sprintf(w, "\\x%02x", (unsigned char) f[1]);
+                        r += 2;
+                } else if (r[0] == '\\' && r[1] == 'u' &&
+                           strspn(r + 2, "0123456789abcdefABCDEF") >= 4 &&
+                           sscanf(r + 2, "%4x", &code) == 1 && (code < 0x20 || code == 0x7f)) {
+                        w += sprintf(w, "\\x%02x", code);
+                        r += 6;
+                } else if (r[0] == '\\' && r[1]) {
+                        *w++ = *r++;
+                        *w++ = *r++;
+                } else
+                        *w++ = *r++;
+        }
+        *w = '\0';
+        return out;
 }
 
 static int value_to_string(const json_t *v, char **ret) {
@@ -75,10 +112,11 @@ static int value_to_string(const json_t *v, char **ret) {
                 s = strdup("-");
                 break;
         default: {
-                _cleanup_free_ char *j = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(16));
-                if (!j)
+                _cleanup_free_ char *j = json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(16)),
+                                    *x = j ? json_controls_as_hex(j) : NULL;
+                if (!x)
                         return -ENOMEM;
-                return escape(j, ret);
+                return escape(x, ret);
         }
         }
         if (!s)

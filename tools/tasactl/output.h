@@ -15,6 +15,11 @@ typedef struct json_t json_t;
  * works. Returns -|error| (or -EINVAL when error is 0) for `return output_error(r, "…%m");`. */
 int output_error(int error, const char *format, ...) _printf_(2, 3);
 
+/* "tasactl: TEXT" on stderr, TEXT's control characters (and DEL) escaped as \xNN, so that
+ * neither a daemon's message nor an argument quoted back can drive the terminal or split the
+ * line. output_error() and usage errors print through it. */
+void output_line(const char *text);
+
 /* Out of memory: reports it and returns -ENOMEM. */
 int output_oom(void);
 

@@ -4,6 +4,7 @@
 
 #include "config.h"
 #include "output.h"
+#include "policy-internal.h"
 #include "policy.h"
 #include "tasactl.h"
 
@@ -82,6 +83,55 @@ static int policy_check(const char *what) {
         return policy_format(p, stdout) < 0 ? output_error(-EIO, "cannot write: %m") : 0;
 }
 
+static int compare_json_strings(const void *a, const void *b) {
+        return strcmp(json_string_value(*(json_t *const *) a),
+                      json_string_value(*(json_t *const *) b));
+}
+
+/* A JSON array of strings, sorted (what policy_groups_format prints, sorted, as words). */
+static json_t *sorted(json_t *a) {
+        size_t n = json_array_size(a);
+        _cleanup_free_ json_t **v = calloc(n + 1, sizeof(json_t *));
+        json_t *out = json_array();
+
+        if (!v || !out) {
+                json_decref(a);
+                json_decref(out);
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_array_get(a, i);
+        qsort(v, n, sizeof(json_t *), compare_json_strings);
+        for (size_t i = 0; i < n; i++)
+                json_array_append(out, v[i]);
+        json_decref(a);
+        return out;
+}
+
+/* --json policy groups: {"groups": [{"name", "description", "calls", "other_arch"}]}, the
+ * groups in policy_groups_format's order, calls (of this architecture) and other_arch (names
+ * that are no system call here) sorted. */
+static int policy_groups_json(void) {
+        _cleanup_(json_decrefp) json_t *groups = json_array();
+
+        if (!groups)
+                return output_oom();
+        for (size_t i = 0; i < policy_n_groups; i++) {
+                const PolicyGroup *g = &policy_groups[i];
+                json_t *here = json_array(), *elsewhere = json_array(), *o;
+
+                for (const char *const *c = g->calls; here && elsewhere && *c; c++)
+                        json_array_append_new(policy_syscall_is_native(*c) ? here : elsewhere,
+                                              json_string(*c));
+                o = json_pack("{s:s, s:s, s:o*, s:o*}", "name", g->name, "description",
+                              g->description, "calls", here ? sorted(here) : NULL, "other_arch",
+                              elsewhere ? sorted(elsewhere) : NULL);
+                if (!o || json_array_append_new(groups, o) < 0)
+                        return output_oom();
+        }
+        return output_json(json_pack("{s:O}", "groups", groups));
+}
+
 int verb_policy(int argc, char *argv[]) {
         if (streq(argv[1], "check")) {
                 if (argc != 3)
@@ -91,6 +141,8 @@ int verb_policy(int argc, char *argv[]) {
         if (streq(argv[1], "groups")) {
                 if (argc != 2)
                         return tasactl_usage_error("usage: tasactl policy groups");
+                if (arg_json)
+                        return policy_groups_json();
                 return policy_groups_format(stdout) < 0 ? output_error(-EIO, "cannot write: %m") : 0;
         }
         return tasactl_usage_error("unknown policy command '%s'; usage: tasactl policy check "

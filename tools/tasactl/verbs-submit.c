@@ -319,9 +319,7 @@ static int each_refused(Each *e, const ClientReply *reply) {
 
         if (client_reply_message(reply, &msg) < 0)
                 return output_oom();
-        for (char *p = msg; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = ' ';
+        /* Control characters are escaped when the line is printed (output_line). */
         if (startswith(msg, "jobs[")) {
                 i = strtoul(msg + 5, &end, 10);
                 if (*end == ']' && i < json_array_size(e->jobs)) {
