@@ -108,27 +108,35 @@ def test_ipv6(env):
 
 
 def test_injection_refused(env):
-    """options, host names, extra words, bad addresses and prefixes, and zero or two targets
-    are refused by the argument rule with one line of error, and nothing is queued"""
+    """options, host names, extra words, bad addresses, prefixes wider than 256 addresses,
+    and zero or two targets are refused by the argument rule with one line of error, and
+    nothing is queued"""
     start(env, "tnmap", "tnmap6")
     bad4 = ["-oN", "-iL/etc/shadow", "--script=vuln", "-p1-65535", "localhost", "example.org",
             "127.0.0.1 -p 22", "127.0.0.1,2", "256.0.0.1", "1.2.3", "1.2.3.4.5", "1.2.3.4/33",
-            "1.2.3.4/", "01.2.3.4x", " 127.0.0.1", "127.0.0.1\n-oN", "::1", ""]
+            "1.2.3.4/", "01.2.3.4x", " 127.0.0.1", "127.0.0.1\n-oN", "::1", "",
+            # Ranges wider than 256 addresses: no job scans a /8 or all of IPv4.
+            "127.0.0.1/999", "0.0.0.0/0", "10.0.0.0/8", "127.0.0.0/23", "127.0.0.0/024"]
     for a in bad4:
         refused(env, "tnmap", [a])
+    # The refusal names the argument's rule (the pattern is checked before the count too).
+    for args in (["0.0.0.0/0"], ["-oN", "/tmp/x"]):
+        rc, _, err = env.tasactl("submit", "tnmap", "--", *args)
+        check(rc == 1 and "args[0]: does not match the queue's pattern" in err,
+              f"submit tnmap {args!r}: {err!r}")
     refused(env, "tnmap", [])
     refused(env, "tnmap", ["127.0.0.1", "127.0.0.2"])
     bad6 = ["-6", "--script=x", "::1 -p", "fe80::1%eth0", "::1/129", "127.0.0.1", "g::1",
-            "1:2:3:4:5:6:7:8:9", "::1/", ""]
+            "1:2:3:4:5:6:7:8:9", "::1/", "", "::/0", "fe80::/10", "2001:db8::/64", "::1/119"]
     for a in bad6:
         refused(env, "tnmap6", [a])
     # The rule does accept what it should (the job is cancelled before it runs: no scan).
     env.tasactl_ok("worker", "pause", "tnmap")
-    for a in ["127.0.0.1", "127.0.0.0/31", "10.0.0.0/8", "0.0.0.0/0", "255.255.255.255/32"]:
+    for a in ["127.0.0.1", "127.0.0.0/31", "127.0.0.0/24", "255.255.255.255/32"]:
         jid = env.submit("tnmap", a)
         env.tasactl_ok("cancel", jid)
     env.tasactl_ok("worker", "pause", "tnmap6")
-    for a in ["::1", "::1/128", "fe80::/10", "2001:db8::1", "1:2:3:4:5:6:7:8"]:
+    for a in ["::1", "::1/128", "2001:db8::/120", "2001:db8::1", "1:2:3:4:5:6:7:8"]:
         jid = env.submit("tnmap6", a)
         env.tasactl_ok("cancel", jid)
 
