@@ -982,8 +982,6 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
         for (size_t i = 0; i < cancel->elements; i++)
                 if (!redis_reply_string(cancel->element[i], NULL))
                         return;
-        /* A successful round trip of the main loop: the watchdog may be fed. */
-        sd_notify(false, "WATCHDOG=1");
         /* Every job this renewal included and did not report lost holds its lease until at
          * least call->sent + lease by Redis' clock. */
         for (WorkerJob *j = w->jobs; j; j = j->next)
@@ -1030,6 +1028,9 @@ static void worker_renew(Worker *w) {
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
 
+        /* The watchdog follows this loop, not Redis: a worker waiting out a Redis outage is
+         * alive (its STATUS= says Redis is down). */
+        sd_notify(false, "WATCHDOG=1");
         if (redis_conn_is_up(w->cmd)) {
                 worker_renew(w);
                 for (WorkerJob *j = w->jobs, *next; j; j = next) {
