@@ -85,6 +85,13 @@ struct WorkerJob {
         LogJob log;
 };
 
+/* A line about one job: its message names the job ("Job ID: started, pid 586."), so that
+ * concurrent jobs can be told apart in the message alone; the fields name it too. An id that
+ * is not valid (it came from Redis: any bytes) is not put in the message. */
+#define log_wjob(level, j, format, ...)                                                        \
+        log_job(level, &(j)->log, "Job %s: " format,                                           \
+                job_id_is_valid((j)->id) ? (j)->id : "(invalid id)", ##__VA_ARGS__)
+
 struct Worker {
         sd_event *event;
         TasadConfig *config;
@@ -302,8 +309,8 @@ static void job_uid_put(WorkerJob *j) {
                                       "the job's account %u left in the temporary directories: "
                                       "%m", (unsigned) j->uid);
                 else if (n > 0)
-                        log_job(LOG_DEBUG, &j->log, "Removed %u entries the job left in the "
-                                "temporary directories.", n);
+                        log_wjob(LOG_DEBUG, j, "removed %u entries it left in the temporary "
+                                  "directories.", n);
         }
         if (r >= 0)
                 job_uids_release(j->worker->uids, j->uid);
@@ -387,24 +394,24 @@ static void on_result_reply(RedisConn *c, const redisReply *reply, int error, vo
                 return;
         }
         if (j->release) {
-                log_job(LOG_NOTICE, &j->log, "Job given back to the queue: %s.", j->release);
+                log_wjob(LOG_NOTICE, j, "given back to the queue: %s.", j->release);
                 job_free(j);
                 return;
         }
         state = redis_reply_string(redis_reply_element(reply, 0), NULL);
         j->log.exit = j->result->outcome;
         if (state && streq(state, "stale"))
-                log_job(LOG_WARNING, &j->log, "Lease lost before the result was recorded; the "
-                        "result of this attempt (%s) is discarded, the job runs again elsewhere.",
-                        j->result->outcome);
+                log_wjob(LOG_WARNING, j, "lease lost before the result was recorded; the result "
+                         "of this attempt (%s) is discarded, the job runs again elsewhere.",
+                         j->result->outcome);
         else if (state && streq(state, "done")) {
                 w->n_done++;
-                log_job(LOG_INFO, &j->log, "Job finished: %s.", j->result->outcome);
+                log_wjob(LOG_INFO, j, "finished: %s.", j->result->outcome);
         } else {
                 w->n_failed++;
-                log_job(LOG_WARNING, &j->log, "Job failed: %s%s%s; now %s.", j->result->outcome,
-                        j->result->detail ? ", " : "", j->result->detail ? j->result->detail : "",
-                        state ? state : "?");
+                log_wjob(LOG_WARNING, j, "failed: %s%s%s; now %s.", j->result->outcome,
+                         j->result->detail ? ", " : "", j->result->detail ? j->result->detail : "",
+                         state ? state : "?");
         }
         /* The slot is free; the jobs taken in the same step start in it (and in the others
          * reserved for them). */
@@ -489,7 +496,7 @@ static void on_job_done(JobRun *run, JobResult *result, void *userdata) {
         job_workdir_remove(j);
         if (!result || j->lost) {
                 if (j->lost)
-                        log_job(LOG_WARNING, &j->log, "Job killed: its lease was lost.");
+                        log_wjob(LOG_WARNING, j, "killed, its lease was lost.");
                 job_result_free(result);
                 job_free(j);
                 return;
@@ -631,7 +638,7 @@ static void job_launch(WorkerJob *j, const JobFields *f) {
                 return job_fail_early(j, "exit:127", 127, detail ? detail : "cannot execute");
         }
         j->state = WJ_RUNNING;
-        log_job(LOG_INFO, &j->log, "Job started: pid %d.", (int) job_run_pid(j->run));
+        log_wjob(LOG_INFO, j, "started, pid %d.", (int) job_run_pid(j->run));
         status_changed(w);
 }
 
@@ -758,8 +765,8 @@ static void on_start_reply(RedisConn *c, const redisReply *reply, int error, voi
         verdict = redis_reply_string(redis_reply_element(reply, 0), NULL);
         if (!verdict || !streq(verdict, "run") ||
             redis_reply_integer(redis_reply_element(reply, 1), &attempt) < 0) {
-                log_job(LOG_DEBUG, &j->log, "Not starting: %s.",
-                        redis_reply_string(redis_reply_element(reply, 1), NULL) ?: "?");
+                log_wjob(LOG_DEBUG, j, "not starting: %s.",
+                         redis_reply_string(redis_reply_element(reply, 1), NULL) ?: "?");
                 job_free(j);
                 return;
         }
@@ -940,9 +947,9 @@ static int on_fence(sd_event_source *s, uint64_t usec, void *userdata) {
                 next = j->next;
                 if (!job_fenceable(j) || fence_deadline(w, j) > now)
                         continue;
-                log_job(LOG_WARNING, &j->log, "No lease renewal came back for %" PRIu64 " ms: "
-                        "stopping the job before its lease can expire in Redis (lease-lost).",
-                        (now - j->lease_base) / USEC_PER_MSEC);
+                log_wjob(LOG_WARNING, j, "no lease renewal came back for %" PRIu64 " ms: stopping "
+                         "the job before its lease can expire in Redis (lease-lost).",
+                         (now - j->lease_base) / USEC_PER_MSEC);
                 if (j->run) {
                         j->fenced = true;
                         job_run_stop(j->run, "lease-lost", true);
@@ -981,10 +988,10 @@ static void renew_cancel(Worker *w, const redisReply *cancel) {
                 next = j->next;
                 for (size_t i = 0; i < cancel->elements; i++)
                         if (streq(cancel->element[i]->str, j->id) && j->run) {
-                                log_job(LOG_NOTICE, &j->log, "Cancel requested: stopping the job.");
+                                log_wjob(LOG_NOTICE, j, "cancel requested, stopping it.");
                                 job_run_stop(j->run, "cancelled", false);
                         } else if (streq(cancel->element[i]->str, j->id) && j->state == WJ_READY) {
-                                log_job(LOG_NOTICE, &j->log, "Cancelled before it started.");
+                                log_wjob(LOG_NOTICE, j, "cancelled before it started.");
                                 job_fields_done(&j->ready);
                                 job_fail_early(j, "cancelled", -1, "cancelled before it started");
                                 break;
@@ -1007,8 +1014,6 @@ static void on_renew_reply(RedisConn *c, const redisReply *reply, int error, voi
         for (size_t i = 0; i < cancel->elements; i++)
                 if (!redis_reply_string(cancel->element[i], NULL))
                         return;
-        /* A successful round trip of the main loop: the watchdog may be fed. */
-        sd_notify(false, "WATCHDOG=1");
         /* Every job this renewal included and did not report lost holds its lease until at
          * least call->sent + lease by Redis' clock. */
         for (WorkerJob *j = w->jobs; j; j = j->next)
@@ -1055,6 +1060,9 @@ static void worker_renew(Worker *w) {
 static int on_renew_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Worker *w = userdata;
 
+        /* The watchdog follows this loop, not Redis: a worker waiting out a Redis outage is
+         * alive (its STATUS= says Redis is down). */
+        sd_notify(false, "WATCHDOG=1");
         if (redis_conn_is_up(w->cmd)) {
                 worker_renew(w);
                 for (WorkerJob *j = w->jobs, *next; j; j = next) {

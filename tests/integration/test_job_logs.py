@@ -2,7 +2,8 @@
 """Scenario: the worker's per-job log lines. With TASAD_LOG_TARGET=stderr (the harness' default)
 every line about a job ends with the journal fields in the stderr form of lib/log.c
 (log_to_stderr): ` [queue=Q job=ID attempt=N]`, plus ` exit=OUTCOME` once the attempt has an
-outcome. A job's start is "Job started", its end "Job finished" (done) or "Job failed"; the
+outcome. Each message names the job: its start is "Job ID: started, pid N.", its end "Job ID:
+finished: OUTCOME." (done) or "Job ID: failed: OUTCOME…"; the
 outcome is exit:N for an exit status and timeout for a job killed at its deadline, and attempt
 counts the job's attempts (a retry logs attempt=2)."""
 
@@ -33,8 +34,9 @@ def job_lines(worker, jid):
     return out
 
 
-def lines_starting(worker, jid, prefix):
-    return [l for l in job_lines(worker, jid) if l[1].startswith(prefix)]
+def lines_starting(worker, jid, word):
+    """The lines about jid whose message is "Job <jid>: <word>…"."""
+    return [l for l in job_lines(worker, jid) if l[1].startswith(f"Job {jid}: {word}")]
 
 
 def expect_attempt_lines(worker, queue, jid, attempt, end_prefix, outcome):
@@ -57,10 +59,10 @@ def expect_attempt_lines(worker, queue, jid, attempt, end_prefix, outcome):
           f"the line {raw!r} does not end with the stderr field form "
           f"' [queue={queue} job={jid} attempt={attempt} exit={outcome}]'")
 
-    started = [l for l in lines_starting(worker, jid, "Job started")
+    started = [l for l in lines_starting(worker, jid, "started, pid ")
                if l[2].get("attempt") == str(attempt)]
     eq(len(started), 1, f"'Job started' lines for job {jid} attempt {attempt}: "
-       f"{[l[3] for l in lines_starting(worker, jid, 'Job started')]}")
+       f"{[l[3] for l in lines_starting(worker, jid, 'started, pid ')]}")
     level, msg, fields, raw = started[0]
     eq(fields, {"queue": queue, "job": jid, "attempt": str(attempt)},
        f"fields of the line {raw!r} (no exit= before the job ended)")
@@ -85,18 +87,18 @@ def test_job_log_fields(env):
     slow = env.submit("slow", "t", "30")
 
     eq(env.wait_state(ok).get("outcome"), "exit:0", "outcome of the succeeding job")
-    expect_attempt_lines(d["ok"], "ok", ok, 1, "Job finished", "exit:0")
+    expect_attempt_lines(d["ok"], "ok", ok, 1, "finished: ", "exit:0")
 
     st = env.wait_state(fail, timeout=30)
     eq((st.get("state"), st.get("outcome"), st.get("attempt")), ("failed", "exit:3", 2),
        "state/outcome/attempt of the job exiting 3 (retries 1)")
-    expect_attempt_lines(d["fail"], "fail", fail, 1, "Job failed", "exit:3")
-    expect_attempt_lines(d["fail"], "fail", fail, 2, "Job failed", "exit:3")
+    expect_attempt_lines(d["fail"], "fail", fail, 1, "failed: ", "exit:3")
+    expect_attempt_lines(d["fail"], "fail", fail, 2, "failed: ", "exit:3")
 
     st = env.wait_state(slow, timeout=20)
     eq((st.get("state"), st.get("outcome")), ("failed", "timeout"), "state/outcome of the 30 s job "
        "with a 1 s timeout")
-    expect_attempt_lines(d["slow"], "slow", slow, 1, "Job failed", "timeout")
+    expect_attempt_lines(d["slow"], "slow", slow, 1, "failed: ", "timeout")
 
     # Each worker logged only its own queue's job.
     for q, jid in (("ok", ok), ("fail", fail), ("slow", slow)):

@@ -332,8 +332,12 @@ class JournalCollector:
 # Checks
 
 
+# How the format string of each job line starts in worker.c (log_wjob() prefixes "Job %s: ").
+FORMAT_START = {"started": "started, pid ", "finished": "finished: ", "failed": "failed: "}
+
+
 def code_location_problem(code_file: str, code_line: str, code_func: str, needle: str) -> str | None:
-    """None if CODE_FILE/CODE_LINE/CODE_FUNC name the log_job() call whose format string starts
+    """None if CODE_FILE/CODE_LINE/CODE_FUNC name the log_wjob() call whose format string starts
     with needle: CODE_FILE the worker's worker.c (resolved as the compiler saw it, relative to the
     build directory), CODE_LINE within that call's lines, CODE_FUNC the function around it.
     Otherwise what is wrong."""
@@ -350,7 +354,7 @@ def code_location_problem(code_file: str, code_line: str, code_func: str, needle
     if len(hits) != 1:
         return f"{where}: {len(hits)} lines of {p} hold the format string \"{needle}...\", expected 1"
     i = hits[0]
-    first = next((k for k in range(i, -1, -1) if "log_job" in lines[k]), i)
+    first = next((k for k in range(i, -1, -1) if re.search(r"\blog_w?job\(", lines[k])), i)
     last = next((k for k in range(i, len(lines)) if lines[k].rstrip().endswith(");")), i)
     func = None
     for k in range(first, -1, -1):
@@ -377,7 +381,7 @@ def describe(entries: list[Entry]) -> str:
 def wait_job_end(coll: JournalCollector, worker, jid: str, end_prefix: str) -> None:
     def ended():
         return [e for e in job_entries(coll, jid)
-                if any(m.startswith(end_prefix) for m in e.values("MESSAGE"))]
+                if any(m.startswith(f"Job {jid}: {end_prefix}") for m in e.values("MESSAGE"))]
 
     try:
         wait_until(ended, 15, f"a '{end_prefix}' journal entry for job {jid}")
@@ -394,7 +398,8 @@ JOB_FIELDS = ["MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "CODE_FILE", "CODE_LIN
 
 def job_entry_problems(coll: JournalCollector, worker, queue: str, jid: str, end_prefix: str,
                        end_priority: int, outcome: str) -> list[str]:
-    """What is wrong with the job's "Job started" and end entries: there must be one of each,
+    """What is wrong with the job's "Job ID: started" and end ("Job ID: <end_prefix>") entries:
+    there must be one of each,
     in that order, sent by the worker, each with exactly the fields log_to_journal writes for a
     job message, each field once."""
     entries = job_entries(coll, jid)
@@ -402,14 +407,14 @@ def job_entry_problems(coll: JournalCollector, worker, queue: str, jid: str, end
     def with_prefix(prefix):
         return [e for e in entries if any(m.startswith(prefix) for m in e.values("MESSAGE"))]
 
-    started, end = with_prefix("Job started"), with_prefix(end_prefix)
+    started, end = with_prefix(f"Job {jid}: started"), with_prefix(f"Job {jid}: {end_prefix}")
     if len(started) != 1 or len(end) != 1:
         return [f"job {jid}: {len(started)} 'Job started' and {len(end)} '{end_prefix}' entries, "
                 f"expected one of each; entries naming the job:\n{describe(entries)}"]
     out = []
     if entries.index(started[0]) > entries.index(end[0]):
         out.append(f"job {jid}: 'Job started' received after '{end_prefix}'")
-    for e, prefix, prio, exit_ in ((started[0], "Job started", 6, None),
+    for e, prefix, prio, exit_ in ((started[0], "started", 6, None),
                                    (end[0], end_prefix, end_priority, outcome)):
         what = f"job {jid} '{prefix}' entry"
         bad = []
@@ -437,19 +442,19 @@ def job_entry_problems(coll: JournalCollector, worker, queue: str, jid: str, end
             if got and any(g != v for g in got):
                 bad.append(f"{n}={got if len(got) > 1 else got[0]!r}, expected {v!r}")
         msgs = e.values("MESSAGE")
-        if prefix == "Job started":
-            rx = r"Job started: pid \d+\."
-        elif prefix == "Job finished":
-            rx = re.escape(f"Job finished: {outcome}.")
+        if prefix == "started":
+            rx = re.escape(f"Job {jid}: started, pid ") + r"\d+\."
+        elif prefix == "finished":
+            rx = re.escape(f"Job {jid}: finished: {outcome}.")
         else:
-            rx = re.escape(f"Job failed: {outcome}") + r".*; now failed\."
+            rx = re.escape(f"Job {jid}: failed: {outcome}") + r".*; now failed\."
         if not all(re.fullmatch(rx, m) for m in msgs):
             bad.append(f"MESSAGE={msgs} does not match /{rx}/")
         # CODE_*: the log_job() call in the worker's source that wrote this message (each
         # location sent, if the fields come more than once).
         locs = list(zip(e.values("CODE_FILE"), e.values("CODE_LINE"), e.values("CODE_FUNC")))
         for loc in locs:
-            p = code_location_problem(*loc, prefix)
+            p = code_location_problem(*loc, FORMAT_START[prefix])
             if p:
                 bad.append(p)
         if bad:
@@ -483,19 +488,19 @@ def test_journal_fields(env):
             st = env.wait_state(fail)
             eq((st.get("state"), st.get("outcome"), st.get("attempt")), ("failed", "exit:3", 1),
                "state/outcome/attempt of the job exiting 3 (retries 0)")
-            wait_job_end(coll, w["ok"], ok, "Job finished")
-            wait_job_end(coll, w["fail"], fail, "Job failed")
+            wait_job_end(coll, w["ok"], ok, "finished")
+            wait_job_end(coll, w["fail"], fail, "failed")
 
             # Stop the workers (through the harness) so their stderr is complete, then check
             # everything and report every problem at once.
             for q in ("ok", "fail"):
                 eq(w[q].stop(), 0, f"exit status of {w[q].name} after SIGTERM")
-            problems = job_entry_problems(coll, w["ok"], "ok", ok, "Job finished", 6, "exit:0")
-            problems += job_entry_problems(coll, w["fail"], "fail", fail, "Job failed", 4, "exit:3")
+            problems = job_entry_problems(coll, w["ok"], "ok", ok, "finished", 6, "exit:0")
+            problems += job_entry_problems(coll, w["fail"], "fail", fail, "failed", 4, "exit:3")
             for q in ("ok", "fail"):
                 text = w[q].log_text()
                 log(f"{w[q].name} stderr ({len(text)} bytes): {text.strip()[:300]!r}")
-                for needle in (ok, fail, "Job started", "Job finished", "Job failed"):
+                for needle in (ok, fail, ": started, pid", ": finished: ", ": failed: "):
                     if needle in text:
                         problems.append(f"{w[q].name}'s stderr mentions {needle!r} with "
                                         f"TASAD_LOG_TARGET=journal:\n{text}")

@@ -102,5 +102,42 @@ def test_redis_restart_mid_run(env):
     check(not problems, "\n    ".join(problems))
 
 
+def test_watchdog_fed_through_outage(env):
+    """with WATCHDOG_USEC=1.5s, scheduler, results and worker keep sending WATCHDOG=1 about every
+    0.5 s while Redis is down for 6 s (the watchdog follows each daemon's loop, not Redis; tied
+    to Redis, systemd killed every daemon during an outage), and serve again afterwards"""
+    wd = {"WATCHDOG_USEC": "1500000"}
+    env.write_mark_queue("w", lease="3s")
+    env.start_redis()
+    daemons = [env.start_scheduler(extra_env=wd), env.start_results(extra_env=wd),
+               env.start_worker("w", extra_env=wd)]
+    time.sleep(1.0)
+    env.stop_redis()
+    t0 = time.monotonic()
+    time.sleep(6.0)
+    t1 = time.monotonic()
+    for d in daemons:
+        d.check_alive("during the Redis outage")
+        times = [m[0] for m in d.notify.find("WATCHDOG", "^1$") if t0 <= m[0] <= t1]
+        gaps = [b - a for a, b in zip([t0] + times, times + [t1])]
+        tasadtest.log(f"{d.name}: {len(times)} WATCHDOG=1 in the 6 s outage, longest gap "
+                      f"{max(gaps):.2f}s")
+        check(len(times) >= 6 and max(gaps) < 1.5,
+              f"{d.name} sent {len(times)} WATCHDOG=1 during a 6 s Redis outage (longest gap "
+              f"{max(gaps):.2f}s, watchdog 1.5 s): systemd would have killed it")
+    env.start_redis()
+    ok = wait_until(lambda: env.tasactl("submit", "w", "after", "0")[0] == 0 or None, 30,
+                    "the scheduler to accept a submission after the outage", interval=0.5)
+    jid = env.submit("w", "again", "0") if ok else None
+
+    def done():
+        try:
+            return env.status(jid).get("state") == "done"
+        except AssertionError:  # tasad-results may still be reconnecting
+            return False
+
+    wait_until(done, 30, "a job submitted after the outage to be done", interval=0.5)
+
+
 if __name__ == "__main__":
     tasadtest.main(globals())

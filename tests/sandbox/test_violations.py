@@ -42,10 +42,11 @@ def test_each_forbidden_call_is_a_named_violation(env):
         expect(run(env, "hostile", "ok"), "done", "exit:0")
     log = worker.log_text().splitlines()
     for mode, call in VIOLATIONS.items():
-        lines = [l for l in log if f"job={ids[mode]} " in l and "Job failed" in l]
+        lines = [l for l in log if f"job={ids[mode]} " in l and f"Job {ids[mode]}: failed" in l]
         check(len(lines) == 1, f"{mode}: expected one 'Job failed' line for job {ids[mode]}, "
                                f"got {lines!r}")
-        check(f": warning: Job failed: sandbox-violation, system call {call} " in lines[0] and
+        check(f": warning: Job {ids[mode]}: failed: sandbox-violation, system call {call} "
+              in lines[0] and
               "exit=sandbox-violation]" in lines[0],
               f"{mode}: not a warning with the call and the job's fields: {lines[0]!r}")
 

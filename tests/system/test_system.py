@@ -289,7 +289,7 @@ def start_units(c: Container) -> None:
         msgs = [json.loads(line).get("MESSAGE", "") for line in j.splitlines() if line.strip()]
         check(any("ready" in str(m) or "serving" in str(m) for m in msgs),
               f"{u}: no readiness message in its journal: {msgs[-10:]}")
-    # The watchdog is fed (WATCHDOG=1 after Redis round trips): systemd records the last one.
+    # The watchdog is fed (WATCHDOG=1 from its own loop): systemd records the last one.
     wait_until(lambda: c.show("tasad-worker@tnmap.service", "WatchdogTimestampMonotonic")
                ["WatchdogTimestampMonotonic"] not in ("", "0"), 30, "a watchdog ping from the worker")
     # Credential, not a file: Redis demands the password, and the daemons got it.
