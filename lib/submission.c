@@ -99,20 +99,22 @@ static json_t *key_at(const Submission *sub, JsonSpan span) {
                                             JSON_DECODE_ANY, NULL) : NULL;
 }
 
+/* Whether key is the string "jobs" (and no longer: a decoded key may hold a NUL). */
+static bool is_jobs_key(const json_t *key) {
+        return key && streq(json_string_value(key) ?: "", "jobs") && json_string_length(key) == 4;
+}
+
 /* The batch body's one wrong top-level key: the first when it is not "jobs", else the second
  * (then "jobs" twice, or another key beside it); NULL when none is known. */
 static json_t *wrong_key(const Submission *sub, bool *ret_twice) {
         json_t *first = key_at(sub, sub->scan.first_key), *second;
-        bool jobs = first && streq(json_string_value(first) ?: "", "jobs") &&
-                    json_string_length(first) == 4;
 
         *ret_twice = false;
-        if (!jobs)
+        if (!is_jobs_key(first))
                 return first;
         json_decref(first);
         second = key_at(sub, sub->scan.second_key);
-        *ret_twice = second && streq(json_string_value(second) ?: "", "jobs") &&
-                     json_string_length(second) == 4;
+        *ret_twice = is_jobs_key(second);
         return second;
 }
 
